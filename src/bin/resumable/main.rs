@@ -1,0 +1,2 @@
+//! The `resumable` operator CLI (placeholder until issue 5).
+fn main() {}

@@ -1,0 +1,95 @@
+//! `resumable` makes long batch jobs crash-proof.
+//!
+//! A job reads records, computes an output for each, and folds the outputs into a state.
+//! `resumable` commits each record's output, its progress mark and the state change in one
+//! redb transaction, so a job killed at any instant resumes exactly where its last durable
+//! commit left it: no record lost, none applied twice.
+//!
+//! ```
+//! use resumable::{Fold, JobOptions, Store, Submit};
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// The job's state: total words seen so far.
+//! #[derive(Default, Serialize, Deserialize)]
+//! struct WordCount { words: u64 }
+//!
+//! impl Fold for WordCount {
+//!     type Output = u64; // words in one line
+//!     fn apply(&mut self, _id: u64, words: &u64) { self.words += words; }
+//! }
+//!
+//! # fn main() -> resumable::Result<()> {
+//! let dir = tempfile::tempdir()?;
+//! let lines = ["a b c", "d e", "f"];
+//! let store = Store::open(dir.path().join("job.redb"))?;
+//! let mut job = store.job::<WordCount>("count", JobOptions::new())?;
+//! // After a crash, the same loop skips what is done: `submit` answers AlreadyDone.
+//! for (id, line) in lines.iter().enumerate() {
+//!     let id = id as u64;
+//!     if job.is_done(id) { continue; }
+//!     job.submit(id, line.split_whitespace().count() as u64)?;
+//! }
+//! job.flush()?; // commit the last group durably
+//! assert_eq!(job.state().words, 6);
+//! assert_eq!(job.submit(0, 3)?, Submit::AlreadyDone);
+//! job.complete()?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Guarantees
+//! 1. **Atomic record**: a record's output is stored if and only if its progress is marked
+//!    done and the state reflects it; all three change in one write transaction.
+//! 2. **Exactly once**: submitting a done record changes nothing and says so
+//!    ([`Submit::AlreadyDone`]); resume never re-applies a done record.
+//! 3. **Durable prefix**: when a commit with [`Durability::Immediate`] returns, everything
+//!    up to it survives power loss. [`Durability::Deferred`] commits may be lost after a
+//!    crash, but only as a suffix of the commit sequence.
+//! 4. **Exact progress**: progress is a set of done id ranges ([`RangeSet`]), correct when
+//!    records finish out of order; commit cost does not grow with the records done.
+//! 5. **State = fold of outputs**: snapshots are CRC-checked caches of the fold; resume
+//!    takes the newest snapshot that verifies and replays the outputs committed after it.
+//! 6. **Integrity and lineage**: every commit appends a hash-chained [`LineageEntry`];
+//!    [`Job::verify`] recomputes the chain and every checksum and names the first bad item.
+//!    Nothing corrupt is returned as good data.
+//! 7. **Scope**: effects outside the store are exactly-once only if made idempotent; the
+//!    store is the outbox.
+//!
+//! # Glossary
+//! - **record**: one unit of input, named by a `u64` id.
+//! - **output**: what processing a record produced; stored per record.
+//! - **commit**: one redb write transaction settling a group of records.
+//! - **group**: the records settled by one commit ([`CommitPolicy`] sizes it).
+//! - **snapshot**: an encoded copy of the state as of a commit, numbered by generation.
+//! - **lineage**: the hash-chained log of commits.
+//! - **dead letter**: a record that failed too often, settled without an output until an
+//!   operator requeues it.
+//!
+//! # Crate features
+//! - `cli` (default): the `resumable` operator binary.
+//! - `testing`: [`testing`], a fault-injecting storage backend to crash-test jobs.
+//!
+//! # On-disk format
+//! See the table layout in the repository's `FORMAT.md`; all integers are little-endian.
+
+mod codec;
+mod error;
+mod job;
+mod lifecycle;
+mod lineage;
+mod progress;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{BoxError, Error, Result};
+pub use job::{
+    CommitPolicy, CommitReceipt, Discard, Durability, Fold, Job, JobOptions, JobStats, Submit,
+    manifest_digest,
+};
+pub use lifecycle::JobState;
+pub use lineage::LineageEntry;
+pub use progress::RangeSet;
+pub use store::{
+    DeadLetter, FORMAT_VERSION, JobStatus, Problem, SnapshotInfo, Store, StoreOptions,
+    StoredOutput, VerifyReport,
+};
