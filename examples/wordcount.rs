@@ -63,7 +63,11 @@ fn line(id: u64) -> String {
 
 fn process(text: &str) -> LineStats {
     let words: Vec<&str> = text.split_whitespace().collect();
-    let longest = words.iter().max_by_key(|w| w.len()).copied().unwrap_or_default();
+    let longest = words
+        .iter()
+        .max_by_key(|w| w.len())
+        .copied()
+        .unwrap_or_default();
     LineStats {
         words: u32::try_from(words.len()).unwrap_or(u32::MAX),
         longest: longest.to_owned(),

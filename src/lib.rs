@@ -72,11 +72,14 @@
 //! See the table layout in the repository's `FORMAT.md`; all integers are little-endian.
 
 mod codec;
+pub mod demo;
 mod error;
 mod job;
 mod lifecycle;
 mod lineage;
+mod maintain;
 mod progress;
+mod runner;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -89,7 +92,11 @@ pub use job::{
 pub use lifecycle::JobState;
 pub use lineage::LineageEntry;
 pub use progress::RangeSet;
+pub use runner::{
+    AdaptivePolicy, DurableAck, IdSource, IterSource, MaintainOptions, ProcessError, RetryPolicy,
+    RunEnd, RunReport, Runner, Source, Stats, StatsHandle, StopHandle,
+};
 pub use store::{
-    DeadLetter, FORMAT_VERSION, JobStatus, Problem, SnapshotInfo, Store, StoreOptions,
-    StoredOutput, VerifyReport,
+    DeadLetter, FORMAT_VERSION, JobStatus, Problem, RewindReport, SnapshotInfo, SpaceInfo, Store,
+    StoreOptions, StoredOutput, VerifyReport,
 };

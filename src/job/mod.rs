@@ -58,6 +58,11 @@ pub trait Fold: Default + Serialize + DeserializeOwned + Send + 'static {
     fn type_name() -> String {
         std::any::type_name::<Self>().to_owned()
     }
+
+    /// Whether the state depends on the outputs at all. `false` lets a resume skip the replay
+    /// of outputs committed after the newest snapshot (they are still checked by `verify`).
+    /// Default: `true`; [`Discard`] says `false`.
+    const FOLDS_OUTPUTS: bool = true;
 }
 
 /// A state that folds nothing: the job only stores outputs (and progress).
@@ -79,6 +84,7 @@ impl<T> std::fmt::Debug for Discard<T> {
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> Fold for Discard<T> {
     type Output = T;
+    const FOLDS_OUTPUTS: bool = false;
     fn apply(&mut self, _id: u64, _output: &T) {}
 }
 
@@ -233,6 +239,7 @@ pub struct JobStats {
 enum Pending<O> {
     Output {
         id: u64,
+        /// The encoded output behind room for its record header (`codec::encode_output`).
         payload: Vec<u8>,
         output: O,
     },
@@ -474,11 +481,16 @@ impl<S: Fold> Job<S> {
 
     /// Queues an output; `false` if the id is already done or queued.
     fn queue_output(&mut self, id: u64, output: S::Output) -> Result<bool> {
-        let payload = codec::encode(&output).map_err(|e| Error::Record {
+        // Presize for an output like the previous one (outputs of a job tend to be alike).
+        let size_hint = match self.pending.last() {
+            Some(Pending::Output { payload, .. }) => codec::framed_payload_len(payload),
+            _ => 0,
+        };
+        let payload = codec::encode_output(&output, size_hint).map_err(|e| Error::Record {
             id,
             source: format!("cannot encode output: {e}").into(),
         })?;
-        self.queue(id, payload.len(), move |_| {
+        self.queue(id, codec::framed_payload_len(&payload), move |_| {
             Ok(Pending::Output {
                 id,
                 payload,
@@ -621,10 +633,11 @@ impl<S: Fold> Job<S> {
         let mut output_ids = Vec::with_capacity(group.len());
         let mut dead_ids = Vec::new();
         let mut bytes_written = 0u64;
-        for p in &group {
+        for p in &mut group {
             match p {
                 Pending::Output { id, payload, .. } => {
-                    let (bytes, crc) = codec::seal_output(*id, seq, payload);
+                    let mut bytes = std::mem::take(payload);
+                    let crc = codec::seal_output_in_place(*id, seq, &mut bytes);
                     hasher.add(*id, crc);
                     bytes_written += bytes.len() as u64;
                     sealed_outputs.push((*id, bytes));
@@ -805,6 +818,10 @@ impl<S: Fold> Job<S> {
         }
         if to != JobState::Running {
             self.flush()?;
+            // A clean stop leaves nothing to replay: the next open restores this snapshot.
+            if self.commits_since_snapshot > 0 && S::FOLDS_OUTPUTS {
+                self.snapshot()?;
+            }
         }
         let mut m = self.meta.clone();
         m.lifecycle = to;
@@ -853,6 +870,84 @@ impl<S: Fold> Job<S> {
     /// [`Error::Lifecycle`] unless the job is running; storage errors.
     pub fn fail(&mut self) -> Result<()> {
         self.transition(JobState::Failed)
+    }
+
+    // Hooks for the runner and the maintainer (crate-internal): queue without the policy's
+    // automatic commit, commit a mixed group on the committer's schedule, hand the encoded
+    // state to the maintainer, and hand snapshotting over to it and back.
+
+    /// Queues an output without committing; `false` if the id is already done or queued.
+    pub(crate) fn enqueue_output(&mut self, id: u64, output: S::Output) -> Result<bool> {
+        self.check_usable()?;
+        self.queue_output(id, output)
+    }
+
+    /// Queues a dead letter without committing; `false` if the id is already done or queued.
+    pub(crate) fn enqueue_dead_letter(
+        &mut self,
+        id: u64,
+        attempts: u32,
+        error: &str,
+    ) -> Result<bool> {
+        self.check_usable()?;
+        let record = DeadLetterRecord {
+            attempts,
+            error: error.to_owned(),
+            time_ms: now_ms(),
+        };
+        self.queue(id, error.len(), |_| Ok(Pending::Dead { id, record }))
+    }
+
+    /// Commits whatever is queued as one group (with `durable`, also makes every earlier
+    /// commit durable when nothing is queued).
+    pub(crate) fn commit_queued(&mut self, durable: bool) -> Result<Option<CommitReceipt>> {
+        self.check_usable()?;
+        self.commit_pending(durable)
+    }
+
+    /// Whether the policy's durability asks for the next commit to be fsynced.
+    pub(crate) fn wants_durable(&self) -> bool {
+        self.policy_wants_durable()
+    }
+
+    /// Encoded bytes queued in the current group.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
+    /// The state encoded for a snapshot, with the commit it reflects.
+    pub(crate) fn encoded_state(&self) -> Result<(u64, Vec<u8>)> {
+        let bytes = codec::encode(&self.state)
+            .map_err(|e| Error::InvalidArgument(format!("cannot encode the job state: {e}")))?;
+        Ok((self.last_seq(), bytes))
+    }
+
+    /// Sets how often the commit path writes snapshots (0: never); returns the old value.
+    pub(crate) fn set_commit_path_snapshots(&mut self, every: u64) -> u64 {
+        std::mem::replace(&mut self.options.snapshot_every_commits, every)
+    }
+
+    /// The store and the job's tables, for the maintainer's own transactions.
+    pub(crate) fn storage_handle(&self) -> (Store, JobTables) {
+        (
+            Store {
+                inner: Arc::clone(&self.claim.store),
+            },
+            self.tables.clone(),
+        )
+    }
+
+    /// Re-reads the live snapshot generations after another thread wrote or retired some.
+    pub(crate) fn resync_snapshots(&mut self) -> Result<()> {
+        let txn = self.claim.store.begin_read()?;
+        let generations = job_io::snapshot_generations(&txn, &self.tables)?;
+        drop(txn);
+        if let Some(&last) = generations.last() {
+            self.next_generation = self.next_generation.max(last + 1);
+        }
+        self.generations = generations;
+        self.commits_since_snapshot = 0;
+        Ok(())
     }
 
     /// Reads and checks the stored output of `id` (`None` if not stored).

@@ -74,7 +74,11 @@ impl<S: Fold> Job<S> {
         let last = job_io::last_log(&txn, &tables)?;
         let last_seq = last.as_ref().map_or(0, |e| e.seq);
         let restored = restore_snapshot::<S>(&txn, &tables, name, &generations, last_seq)?;
-        let (state, replayed) = replay(&txn, &tables, name, restored)?;
+        let (state, replayed) = if S::FOLDS_OUTPUTS {
+            replay(&txn, &tables, name, restored)?
+        } else {
+            (restored.state, 0)
+        };
         drop(txn);
 
         let mut job = Job {

@@ -305,8 +305,8 @@ impl Store {
     }
 
     /// Puts dead letters back in line: removes them (all, or those in `ids`) and unmarks them
-    /// done, in one durable commit, so the next run processes them again. Returns the ids
-    /// requeued. The job must not be open.
+    /// done, in one durable commit, so the next run processes them again; a completed job
+    /// becomes paused. Returns the ids requeued. The job must not be open.
     ///
     /// # Errors
     /// [`Error::Locked`] if the job is open; [`Error::JobNotFound`]; storage errors.
@@ -320,7 +320,7 @@ impl Store {
     fn requeue_claimed(&self, job: &str, ids: Option<&[u64]>) -> Result<Vec<u64>> {
         let tables = JobTables::new(job);
         let txn = self.inner.begin_read()?;
-        require_job(&txn, job)?;
+        let mut meta = require_job(&txn, job)?;
         let mut done = job_io::load_ranges(&txn, &tables)?;
         let mut chosen = Vec::new();
         job_io::for_each_dead_letter(&txn, &tables, |id, _| {
@@ -334,9 +334,16 @@ impl Store {
             return Ok(chosen);
         }
         let diff = done.remove_all(chosen.iter().copied());
+        // A completed job accepts no records; with work requeued it is paused instead, so
+        // the next run settles them.
+        let reopened = (meta.lifecycle == JobState::Completed).then(|| {
+            meta.lifecycle = JobState::Paused;
+            &meta
+        });
         let plan = job_io::CommitPlan {
             remove_dead: &chosen,
             ranges: Some(&diff),
+            meta: reopened,
             durable: true,
             ..job_io::CommitPlan::default()
         };

@@ -8,6 +8,7 @@ mod create;
 mod inspect;
 pub(crate) mod job_io;
 pub(crate) mod meta;
+mod repair;
 pub(crate) mod tables;
 
 use std::collections::HashSet;
@@ -20,6 +21,7 @@ use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, WriteT
 use crate::error::{Error, Result};
 
 pub use inspect::{DeadLetter, JobStatus, Problem, SnapshotInfo, StoredOutput, VerifyReport};
+pub use repair::{RewindReport, SpaceInfo};
 
 /// The store format this build writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -62,7 +64,7 @@ impl StoreOptions {
     ///
     /// The check reads the whole file: it costs about as much as reading it once (see the
     /// README's measurements). Turning it off opens faster; damage is then found only by
-    /// the CRCs `resumable` keeps on every value, or by [`Store::verify`].
+    /// the CRCs `resumable` keeps on every value, or by [`Store::verify_job`].
     pub fn verify_on_open(mut self, verify: bool) -> Self {
         self.verify_on_open = verify;
         self
@@ -371,6 +373,13 @@ impl Store {
 /// Maps any redb error to ours.
 pub(crate) fn storage(e: impl Into<redb::Error>) -> Error {
     match e.into() {
+        // redb reads only inside the file's recorded length, so a read past the end means the
+        // file was cut short: damage, not an operating-system failure.
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Error::corrupt(
+            "store file",
+            "every page inside the file",
+            format!("truncated ({io})"),
+        ),
         redb::Error::Io(io) => Error::from(io),
         redb::Error::PreviousIo => Error::Poisoned,
         redb::Error::Corrupted(msg) => {

@@ -46,5 +46,6 @@
 //! single-writer mode; test concurrent opens on real files.
 
 mod fault_disk;
+pub mod scenarios;
 
 pub use fault_disk::{Fault, FaultBackend, FaultDisk, LossModel};

@@ -1,2 +1,188 @@
-//! The `resumable` operator CLI (placeholder until issue 5).
-fn main() {}
+//! `resumable`: the operator CLI. Inspect, verify, export and repair job stores without
+//! writing code or running the job, and run the built-in demo job.
+//!
+//! `main` parses the command line, sets up logging (tracing, `RUST_LOG`, default `warn`, to
+//! stderr), dispatches to one module per subcommand and maps the outcome to an exit code:
+//! 0 success, 1 a problem with the store or job, 2 a usage error. A broken pipe on stdout
+//! (`resumable export … | head`) is success.
+
+mod bench;
+mod compact;
+mod dead_letters;
+mod demo;
+mod export;
+mod fork;
+mod lineage;
+mod open;
+mod output;
+mod pin;
+mod ranges;
+mod requeue;
+mod rewind;
+mod snapshots;
+mod status;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, as documented in `--help`.
+pub(crate) const EXIT_PROBLEM: u8 = 1;
+pub(crate) const EXIT_USAGE: u8 = 2;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success (a broken pipe on stdout, as in `| head`, counts as success)
+  1  the store or job has a problem: damaged (verify found damage), locked by another
+     process, mismatched, not found, or an I/O error
+  2  usage error: bad arguments, or a confirmation that was needed and not given
+
+Read commands (status, ranges, snapshots, lineage, export, dead-letters) open the store
+read-only; while a job holds the store for writing they say it is in use. Logs go to
+stderr; set RUST_LOG (e.g. RUST_LOG=info) for more. --json (every command but export,
+which has --format) prints the stable shape documented in the command's --help.";
+
+/// Inspect, verify, export and repair `resumable` job stores, and run the demo job.
+#[derive(Parser, Debug)]
+#[command(name = "resumable", version, about, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Demo(demo::Args),
+    /// Measure what checkpointing costs on this disk against no checkpointing.
+    Bench(bench::BenchArgs),
+    Status(status::Args),
+    Ranges(ranges::Args),
+    Snapshots(snapshots::Args),
+    Lineage(lineage::Args),
+    Export(export::Args),
+    DeadLetters(dead_letters::Args),
+    Requeue(requeue::Args),
+    Verify(verify::Args),
+    Rewind(rewind::Args),
+    Fork(fork::Args),
+    Compact(compact::Args),
+    /// Pin a snapshot generation: keep it from retention (a savepoint).
+    Pin(pin::PinArgs),
+    /// Unpin a snapshot generation: hand it back to retention.
+    Unpin(pin::PinArgs),
+}
+
+/// An error in how the command was used: exit code 2.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Returns a usage error (exit code 2).
+pub(crate) fn usage<T>(message: impl Into<String>) -> anyhow::Result<T> {
+    Err(UsageError(message.into()).into())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with code 0; errors to stderr with code 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE));
+        }
+    };
+    init_logging();
+    // redb can panic on some damaged files instead of returning an error. Whatever the file
+    // holds, the operator gets a message and exit code 1, never a panic trace.
+    std::panic::set_hook(Box::new(|info| {
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown failure".to_owned());
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(format!("{message}{place}"));
+        }
+    }));
+    match std::panic::catch_unwind(|| dispatch(&cli)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => exit_for(&e),
+        Err(_) => {
+            let detail = LAST_PANIC
+                .lock()
+                .ok()
+                .and_then(|mut l| l.take())
+                .unwrap_or_default();
+            output::note(format_args!(
+                "error: internal failure while reading the store ({detail}); the file is most likely damaged: run `resumable verify STORE` on a copy, rewind to a good snapshot or restore the file from a backup; if the file is intact, this is a bug in resumable: please report it"
+            ));
+            ExitCode::from(EXIT_PROBLEM)
+        }
+    }
+}
+
+/// The message of the last panic, kept by the panic hook for the error message.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Demo(a) => demo::run(a, a.json),
+        Command::Bench(a) => bench::run(a),
+        Command::Status(a) => status::run(a, a.json),
+        Command::Ranges(a) => ranges::run(a, a.json),
+        Command::Snapshots(a) => snapshots::run(a, a.json),
+        Command::Lineage(a) => lineage::run(a, a.json),
+        Command::Export(a) => export::run(a),
+        Command::DeadLetters(a) => dead_letters::run(a, a.json),
+        Command::Requeue(a) => requeue::run(a, a.json),
+        Command::Verify(a) => verify::run(a, a.json),
+        Command::Rewind(a) => rewind::run(a, a.json),
+        Command::Fork(a) => fork::run(a, a.json),
+        Command::Compact(a) => compact::run(a, a.json),
+        Command::Pin(a) => pin::run(a, a.json, true),
+        Command::Unpin(a) => pin::run(a, a.json, false),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Prints the error (one paragraph: what is wrong and what to do) and picks the exit code.
+fn exit_for(e: &anyhow::Error) -> ExitCode {
+    let broken_pipe = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
+    output::note(format_args!("error: {e:#}"));
+    let usage = e.chain().any(|c| {
+        c.is::<UsageError>()
+            || matches!(
+                c.downcast_ref::<resumable::Error>(),
+                Some(resumable::Error::InvalidArgument(_))
+            )
+    });
+    ExitCode::from(if usage { EXIT_USAGE } else { EXIT_PROBLEM })
+}

@@ -1,0 +1,375 @@
+//! `resumable demo`: run the built-in batch job through the parallel runner.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use resumable::demo::{DemoFailure, DemoJob, DemoTotals};
+use resumable::{
+    CommitPolicy, IdSource, JobOptions, JobState, ProcessError, RetryPolicy, RunEnd, Runner, Stats,
+    Store, manifest_digest,
+};
+use serde_json::json;
+
+use crate::output::{self, Out, count};
+
+const LONG_ABOUT: &str = "\
+Run the built-in demo job on STORE through the parallel runner: each record is a generated
+line of text (deterministic in the record id and --seed) that a worker tokenizes, counts
+and digests, burning about --cost-us microseconds of CPU. One committer thread commits the
+outputs in groups, each group one redb transaction with the progress marks and the state.
+
+STORE is created if absent and resumed otherwise: kill the process at any moment (Ctrl-C
+stops cleanly with a final durable commit; a kill -9 is a crash) and run the same command
+again to continue where it stopped. A completed job says it is already done. --fail-rate P
+makes a deterministic share P of attempts fail transiently (they are retried) and P/10 of
+records fail on every attempt (they end as dead letters; see `resumable dead-letters`).
+--seed is recorded with the job: resuming with another seed is refused.
+
+On a terminal it shows a progress bar (done, rate, ETA, records at risk: settled but not
+yet durable); at the end it prints a summary.
+
+--json prints the summary as one object:
+  {\"store\": PATH, \"job\": S, \"end\": \"finished\"|\"stopped\"|\"already_done\",
+   \"lifecycle\": S, \"records_total\": N, \"records_done\": N, \"processed\": N,
+   \"skipped\": N, \"retried\": N, \"dead_lettered\": N, \"commits\": N,
+   \"elapsed_ms\": N, \"records_per_s\": F}
+processed counts outputs committed by this run; skipped, records already done before it.";
+
+/// Run the built-in demo job (creates STORE, or resumes it).
+#[derive(clap::Args, Debug)]
+#[command(long_about = LONG_ABOUT)]
+pub(crate) struct Args {
+    /// The store file (created if absent).
+    store: PathBuf,
+    /// Print JSON (the shape is in the long help).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Job name.
+    #[arg(long, default_value = resumable::demo::JOB_NAME)]
+    job: String,
+    /// Records in the input (ids 0..N).
+    #[arg(long, default_value_t = 100_000)]
+    records: u64,
+    /// Worker threads (default: the machine's cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// CPU microseconds per record.
+    #[arg(long, default_value_t = 20)]
+    cost_us: u64,
+    /// Share of attempts that fail transiently (0 to 1); a tenth of it fails permanently.
+    #[arg(long, default_value_t = 0.0)]
+    fail_rate: f64,
+    /// Seed of the generated input.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Most records per commit (group).
+    #[arg(long, default_value_t = 1000)]
+    group_records: usize,
+    /// Snapshot the state every this many commits.
+    #[arg(long, default_value_t = 10)]
+    snapshot_every: u64,
+    /// Test hook: exit abruptly (no final commit, no clean shutdown, like a crash) once this
+    /// many records of this run are durable.
+    #[arg(long, hide = true)]
+    crash_after: Option<u64>,
+}
+
+/// Exit code of a run cut short by `--crash-after`.
+const CRASH_EXIT: i32 = 3;
+
+struct Summary {
+    end: &'static str,
+    lifecycle: JobState,
+    records_done: u64,
+    skipped: u64,
+    stats: Stats,
+    elapsed: Duration,
+}
+
+pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&args.fail_rate) {
+        return crate::usage(format!(
+            "--fail-rate must be between 0 and 1, not {}",
+            args.fail_rate
+        ));
+    }
+    if args.records >= u64::MAX - 1 {
+        return crate::usage("--records is too large");
+    }
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    if workers == 0 {
+        return crate::usage("--workers must be at least 1");
+    }
+    let demo = DemoJob::new()
+        .seed(args.seed)
+        .cost(Duration::from_micros(args.cost_us))
+        .fail_rate(args.fail_rate);
+
+    let store = Store::open(&args.store).map_err(|e| {
+        anyhow::Error::new(e).context(format!("cannot open {}", args.store.display()))
+    })?;
+    let options = JobOptions::new()
+        .total_records(args.records)
+        .commit_policy(CommitPolicy::new().max_group_records(args.group_records))
+        .snapshot_every_commits(args.snapshot_every)
+        .input_manifest(manifest_digest([format!(
+            "resumable demo seed {}",
+            args.seed
+        )]));
+    let job = store.job::<DemoTotals>(&args.job, options)?;
+    let done_before = job
+        .progress()
+        .ranges()
+        .map(|r| {
+            r.end
+                .min(args.records)
+                .saturating_sub(r.start.min(args.records))
+        })
+        .sum::<u64>();
+    let started = Instant::now();
+
+    let summary = if job.lifecycle() == JobState::Completed {
+        if done_before < args.records {
+            anyhow::bail!(
+                "job {:?} is completed with {} records done; it accepts no more (use another --job name, or `resumable rewind`)",
+                args.job,
+                count(done_before)
+            );
+        }
+        Summary {
+            end: "already_done",
+            lifecycle: JobState::Completed,
+            records_done: job.done_count(),
+            skipped: done_before,
+            stats: Stats::default(),
+            elapsed: started.elapsed(),
+        }
+    } else {
+        if !json {
+            let what = if done_before == 0 {
+                "starting"
+            } else {
+                "resuming"
+            };
+            output::note(format_args!(
+                "{what} job {} in {}: {} of {} records done; {workers} worker{}, {} µs per record",
+                args.job,
+                args.store.display(),
+                count(done_before),
+                count(args.records),
+                if workers == 1 { "" } else { "s" },
+                args.cost_us
+            ));
+        }
+        run_job(args, job, &demo, workers, done_before, started)?
+    };
+
+    print_summary(args, json, &summary)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_job(
+    args: &Args,
+    job: resumable::Job<DemoTotals>,
+    demo: &DemoJob,
+    workers: usize,
+    done_before: u64,
+    started: Instant,
+) -> anyhow::Result<Summary> {
+    let mut runner = Runner::new(job)
+        .workers(workers)
+        .complete_on_end(true)
+        .retry(
+            RetryPolicy::new()
+                .max_attempts(4)
+                .base_delay(Duration::from_millis(2))
+                .max_delay(Duration::from_millis(100)),
+        );
+    if let Some(limit) = args.crash_after {
+        let acked = AtomicU64::new(0);
+        runner = runner.on_durable(move |ack| {
+            if acked.fetch_add(ack.records(), Ordering::SeqCst) + ack.records() >= limit {
+                // A crash: no final commit, no lifecycle change, no destructors.
+                std::process::exit(CRASH_EXIT);
+            }
+        });
+    }
+    let stop = runner.stop_handle();
+    let stats = runner.stats_handle();
+    let interrupts = AtomicU64::new(0);
+    let handler_stop = stop.clone();
+    // The handler outlives this function only if the process does; Ctrl-C after the run is
+    // harmless (the stop flag is no longer read).
+    let installed = ctrlc::set_handler(move || {
+        if interrupts.fetch_add(1, Ordering::SeqCst) == 0 {
+            output::note(
+                "\nstopping: finishing records in flight and committing them durably (Ctrl-C again to quit at once; the next run resumes either way)",
+            );
+            handler_stop.stop();
+        } else {
+            std::process::exit(130);
+        }
+    });
+    if let Err(e) = installed {
+        tracing::warn!(error = %e, "cannot install the Ctrl-C handler; Ctrl-C will kill the run (it resumes next time)");
+    }
+
+    // Attempt numbers of records that failed before, for deterministic failures per attempt.
+    let attempts: Mutex<HashMap<u64, u32>> = Mutex::new(HashMap::new());
+    let failing = args.fail_rate > 0.0;
+    let process = |id: u64, &(): &()| -> Result<_, ProcessError> {
+        if !failing {
+            return Ok(demo.process(id));
+        }
+        let attempt = attempts
+            .lock()
+            .map_or(1, |m| m.get(&id).copied().unwrap_or(0) + 1);
+        match demo.attempt(id, attempt) {
+            Ok(out) => {
+                if attempt > 1
+                    && let Ok(mut m) = attempts.lock()
+                {
+                    m.remove(&id);
+                }
+                Ok(out)
+            }
+            Err(e @ DemoFailure::Permanent { .. }) => Err(ProcessError::permanent(e)),
+            Err(e) => {
+                if let Ok(mut m) = attempts.lock() {
+                    m.insert(id, attempt);
+                }
+                Err(ProcessError::transient(e))
+            }
+        }
+    };
+
+    let source = IdSource::new(0..args.records, |_| Ok(()));
+    let running = AtomicBool::new(true);
+    let show_bar = std::io::stderr().is_terminal();
+    let report = std::thread::scope(|scope| {
+        if show_bar {
+            scope.spawn(|| progress(&stats, &running, args.records));
+        }
+        let report = runner.run(source, process);
+        running.store(false, Ordering::SeqCst);
+        report
+    })?;
+    let end = match report.end {
+        RunEnd::Finished => "finished",
+        RunEnd::Stopped => "stopped",
+        _ => "source_failed",
+    };
+    Ok(Summary {
+        end,
+        lifecycle: report.job.lifecycle(),
+        records_done: report.job.done_count(),
+        skipped: done_before,
+        stats: report.stats,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Draws the progress bar on stderr until the run ends.
+fn progress(stats: &resumable::StatsHandle, running: &AtomicBool, total: u64) {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:30.cyan/blue} {pos:>10}/{len} {percent:>3}% {msg}")
+    {
+        bar.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
+    }
+    while running.load(Ordering::SeqCst) {
+        let s = stats.stats();
+        bar.set_position(s.records_done.min(total));
+        let eta = s.eta.map_or_else(|| "?".to_owned(), output::duration);
+        bar.set_message(format!(
+            "{}/s  ETA {eta}  at risk {}",
+            count(output::whole(s.rate)),
+            count(s.records_at_risk)
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
+}
+
+fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
+    let processed = s.stats.records_committed;
+    let secs = s.elapsed.as_secs_f64();
+    let rate = if secs > 0.0 {
+        processed as f64 / secs
+    } else {
+        0.0
+    };
+    let mut out = Out::new();
+    if json {
+        out.json(&json!({
+            "store": args.store.display().to_string(),
+            "job": args.job,
+            "end": s.end,
+            "lifecycle": s.lifecycle.as_str(),
+            "records_total": args.records,
+            "records_done": s.records_done,
+            "processed": processed,
+            "skipped": s.skipped,
+            "retried": s.stats.retries,
+            "dead_lettered": s.stats.dead_lettered,
+            "commits": s.stats.commits,
+            "elapsed_ms": u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
+            "records_per_s": (rate * 10.0).round() / 10.0,
+        }))?;
+        out.finish()?;
+        return Ok(());
+    }
+    let headline = match s.end {
+        "already_done" => format!(
+            "job {} is already done: all {} records were processed by earlier runs; nothing to do",
+            args.job,
+            count(s.records_done)
+        ),
+        "finished" => format!(
+            "job {} finished: {} of {} records done ({})",
+            args.job,
+            count(s.records_done),
+            count(args.records),
+            s.lifecycle
+        ),
+        _ => format!(
+            "job {} stopped cleanly at {} of {} records; run the same command again to continue",
+            args.job,
+            count(s.records_done),
+            count(args.records)
+        ),
+    };
+    writeln!(out, "{headline}")?;
+    let mut t = output::table(&[]);
+    let rows = [
+        ("processed this run", count(processed)),
+        ("skipped (already done)", count(s.skipped)),
+        ("retried", count(s.stats.retries)),
+        ("dead-lettered", count(s.stats.dead_lettered)),
+        ("commits", count(s.stats.commits)),
+        ("elapsed", output::duration(s.elapsed)),
+        ("records/s", count(output::whole(rate))),
+    ];
+    for (k, v) in rows {
+        t.add_row(vec![comfy_table::Cell::new(k), output::num(v)]);
+    }
+    out.table(&t)?;
+    if s.stats.dead_lettered > 0 {
+        writeln!(
+            out,
+            "see them with `resumable dead-letters {}`; requeue them with `resumable requeue {} --all`",
+            args.store.display(),
+            args.store.display()
+        )?;
+    }
+    out.finish()?;
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! `resumable export`: a job's outputs in id order, one per line (the store is the outbox).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use resumable::demo::{DemoOutput, DemoTotals};
+use resumable::{Fold as _, StoredOutput};
+
+use crate::open;
+use crate::output::Out;
+
+const LONG_ABOUT: &str = "\
+Write a job's stored outputs to stdout in id order, one per line, each checked against its
+CRC first (a damaged output stops the export with exit code 1).
+
+jsonl (the default): each line is exactly
+  {\"id\":ID,\"output\":OUTPUT}
+with nothing run-dependent (no times, no commit sequence numbers), so exports of two runs of
+the same job compare byte for byte. OUTPUT is the output as JSON for jobs whose output type
+this build knows (the demo job); for any other job it is the stored payload (bincode) as a
+lowercase hex string.
+
+csv: a header line, then one row per output: `id,` and the output's fields (for a JSON
+object; nested values are written as JSON), or `id,payload_hex` for unknown output types.";
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    Jsonl,
+    Csv,
+}
+
+/// Write a job's outputs in id order.
+#[derive(clap::Args, Debug)]
+#[command(long_about = LONG_ABOUT)]
+pub(crate) struct Args {
+    /// The store file.
+    store: PathBuf,
+    /// The job (default: the store's only job).
+    #[arg(long)]
+    job: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    format: Format,
+    /// First id to export.
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// Last id to export (inclusive).
+    #[arg(long)]
+    to: Option<u64>,
+}
+
+/// How a job's output payloads become JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decoder {
+    Demo,
+    Hex,
+}
+
+impl Decoder {
+    pub(crate) fn for_state_type(state_type: &str) -> Self {
+        if state_type == DemoTotals::type_name() {
+            Decoder::Demo
+        } else {
+            Decoder::Hex
+        }
+    }
+
+    /// The output as compact JSON text.
+    pub(crate) fn json(self, output: &StoredOutput) -> anyhow::Result<String> {
+        Ok(match self {
+            Decoder::Demo => serde_json::to_string(&output.decode::<DemoOutput>()?)?,
+            Decoder::Hex => serde_json::to_string(&hex(&output.payload))?,
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Quotes a CSV field when it needs it (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn csv_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => csv_field(s),
+        serde_json::Value::Null => String::new(),
+        other => csv_field(&other.to_string()),
+    }
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let store = open::read(&args.store)?;
+    let job = open::job(&store, args.job.as_deref())?;
+    let status = store.status(&job)?;
+    let decoder = Decoder::for_state_type(&status.state_type);
+    let end = args.to.map_or(u64::MAX, |to| to.saturating_add(1));
+    if end <= args.from {
+        return crate::usage(format!(
+            "--to {} is below --from {}",
+            args.to.unwrap_or_default(),
+            args.from
+        ));
+    }
+    let mut out = Out::new();
+    let mut columns: Option<Vec<String>> = None;
+    let mut failed: Option<anyhow::Error> = None;
+    store.for_each_output(&job, args.from..end, |output| {
+        let result = (|| -> anyhow::Result<()> {
+            let text = decoder.json(&output)?;
+            match args.format {
+                Format::Jsonl => {
+                    writeln!(out, "{{\"id\":{},\"output\":{text}}}", output.id)?;
+                }
+                Format::Csv => {
+                    let value: serde_json::Value = serde_json::from_str(&text)?;
+                    let cols = columns.get_or_insert_with(|| {
+                        let cols: Vec<String> = match (&value, decoder) {
+                            (serde_json::Value::Object(m), Decoder::Demo) => {
+                                m.keys().cloned().collect()
+                            }
+                            _ => vec!["payload_hex".to_owned()],
+                        };
+                        let header: Vec<String> = cols.iter().map(|c| csv_field(c)).collect();
+                        let _ = writeln!(out, "id,{}", header.join(","));
+                        cols
+                    });
+                    let fields: Vec<String> = match &value {
+                        serde_json::Value::Object(m) => cols
+                            .iter()
+                            .map(|c| m.get(c).map(csv_value).unwrap_or_default())
+                            .collect(),
+                        other => vec![csv_value(other)],
+                    };
+                    writeln!(out, "{},{}", output.id, fields.join(","))?;
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                failed = Some(e);
+                Ok(false)
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    out.finish()?;
+    Ok(ExitCode::SUCCESS)
+}

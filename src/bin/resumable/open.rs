@@ -1,0 +1,64 @@
+//! How subcommands open a store and pick a job.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use resumable::{Error, Store, StoreOptions};
+
+use crate::output::note;
+
+fn require_file(path: &Path) -> anyhow::Result<()> {
+    if std::fs::symlink_metadata(path).is_err() {
+        anyhow::bail!(
+            "no store at {}; check the path (`resumable demo {}` creates a demo store there)",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Opens an existing store for reading. A read-only open never changes the file; when it
+/// fails because the store was not shut down cleanly (a crashed job), the store needs
+/// recovery, which only a read-write open performs: do that, and say so on stderr.
+pub(crate) fn read(path: &Path) -> anyhow::Result<Store> {
+    require_file(path)?;
+    match Store::open_read_only(path) {
+        Ok(store) => Ok(store),
+        Err(Error::Storage(reason)) => {
+            note(format_args!(
+                "note: {} cannot be read as it is ({reason}); opening it read-write to run crash recovery",
+                path.display()
+            ));
+            write(path)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot open {}", path.display())),
+    }
+}
+
+/// Opens an existing store for writing (recovering it if it was not shut down cleanly) and
+/// checks every page checksum on the way.
+pub(crate) fn write(path: &Path) -> anyhow::Result<Store> {
+    require_file(path)?;
+    StoreOptions::new()
+        .create(false)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// The job a command acts on: the one named, or the store's only job.
+pub(crate) fn job(store: &Store, named: Option<&str>) -> anyhow::Result<String> {
+    if let Some(name) = named {
+        return Ok(name.to_owned());
+    }
+    let jobs = store.jobs()?;
+    match jobs.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => anyhow::bail!("the store holds no jobs yet"),
+        many => crate::usage(format!(
+            "the store holds {} jobs ({}); choose one with --job NAME",
+            many.len(),
+            many.join(", ")
+        )),
+    }
+}

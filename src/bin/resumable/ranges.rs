@@ -1,0 +1,91 @@
+//! `resumable ranges`: a job's done id ranges and the gaps between them.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::open;
+use crate::output::{self, Out, count, num};
+
+const LONG_ABOUT: &str = "\
+Show the ids a job has settled (outputs stored or dead-lettered) as half-open ranges
+[start, end), and the gaps (ids not settled yet) below the bound: the job's declared total,
+or else the end of its last done range. Records finish out of order with parallel workers,
+so progress is a set of ranges, not one offset.
+
+--json prints one object:
+  {\"job\": S, \"records_done\": N, \"watermark\": N, \"bound\": N,
+   \"done\": [[START, END], ...], \"gaps\": [[START, END], ...]}
+Ranges are half-open: END is the first id not in the range.";
+
+/// Show a job's done ranges and gaps.
+#[derive(clap::Args, Debug)]
+#[command(long_about = LONG_ABOUT)]
+pub(crate) struct Args {
+    /// The store file.
+    store: PathBuf,
+    /// Print JSON (the shape is in the long help).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The job (default: the store's only job).
+    #[arg(long)]
+    job: Option<String>,
+}
+
+pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
+    let store = open::read(&args.store)?;
+    let job = open::job(&store, args.job.as_deref())?;
+    let status = store.status(&job)?;
+    let done = store.done_ranges(&job)?;
+    let done_list: Vec<(u64, u64)> = done.ranges().map(|r| (r.start, r.end)).collect();
+    let bound = status
+        .total_records
+        .unwrap_or_else(|| done_list.last().map_or(0, |r| r.1));
+    let gaps: Vec<(u64, u64)> = done.gaps(bound).map(|r| (r.start, r.end)).collect();
+    let mut out = Out::new();
+    if json {
+        out.json(&json!({
+            "job": job,
+            "records_done": done.len(),
+            "watermark": done.watermark(),
+            "bound": bound,
+            "done": done_list,
+            "gaps": gaps,
+        }))?;
+        out.finish()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "job {job}: {} records done in {} ranges, watermark {}, {} ids missing below {}",
+        count(done.len()),
+        count(done_list.len() as u64),
+        count(done.watermark()),
+        count(gaps.iter().map(|(a, b)| b - a).sum()),
+        count(bound),
+    )?;
+    let mut rows: Vec<(u64, u64, bool)> = done_list
+        .iter()
+        .map(|&(a, b)| (a, b, true))
+        .chain(gaps.iter().map(|&(a, b)| (a, b, false)))
+        .collect();
+    rows.sort_unstable();
+    if rows.is_empty() {
+        out.finish()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = output::table(&["", "from", "to (excl.)", "ids"]);
+    for (a, b, is_done) in rows {
+        t.add_row(vec![
+            output::good_bad(if is_done { "done" } else { "gap" }, is_done),
+            num(a),
+            num(b),
+            num(count(b - a)),
+        ]);
+    }
+    out.table(&t)?;
+    out.finish()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,74 @@
+//! `resumable requeue`: put dead letters back in line for the next run.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::open;
+use crate::output::{self, Out, count};
+
+const LONG_ABOUT: &str = "\
+Put dead letters back in line: remove them (all, or the listed ids) and unmark them done in
+one durable commit, so the next run of the job processes them again. The job must not be
+running. Ids listed that are not dead letters are named on stderr and otherwise ignored.
+
+--json prints one object:
+  {\"job\": S, \"requeued\": [ID, ...], \"not_dead_letters\": [ID, ...]}";
+
+/// Put dead letters back in line.
+#[derive(clap::Args, Debug)]
+#[command(long_about = LONG_ABOUT)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["all", "ids"])))]
+pub(crate) struct Args {
+    /// The store file.
+    store: PathBuf,
+    /// Print JSON (the shape is in the long help).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The job (default: the store's only job).
+    #[arg(long)]
+    job: Option<String>,
+    /// Requeue every dead letter.
+    #[arg(long)]
+    all: bool,
+    /// Requeue these ids (comma-separated).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    ids: Vec<u64>,
+}
+
+pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
+    let store = open::write(&args.store)?;
+    let job = open::job(&store, args.job.as_deref())?;
+    let wanted = (!args.all).then_some(args.ids.as_slice());
+    let requeued = store.requeue(&job, wanted)?;
+    let missing: Vec<u64> = args
+        .ids
+        .iter()
+        .copied()
+        .filter(|id| !requeued.contains(id))
+        .collect();
+    if !missing.is_empty() && !json {
+        output::note(format_args!(
+            "note: not dead letters of job {job}, left alone: {}",
+            missing
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut out = Out::new();
+    if json {
+        out.json(&json!({ "job": job, "requeued": requeued, "not_dead_letters": missing }))?;
+    } else {
+        writeln!(
+            out,
+            "requeued {} dead letters of job {job}; run the job again to process them",
+            count(requeued.len() as u64)
+        )?;
+    }
+    out.finish()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,155 @@
+//! `resumable status`: per job, its lifecycle, progress, commits, snapshots, dead letters and
+//! recoveries; and the file's size and free space.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use comfy_table::Cell;
+use resumable::JobStatus;
+use serde_json::json;
+
+use crate::open;
+use crate::output::{self, Out, count};
+
+const LONG_ABOUT: &str = "\
+Show each job's progress and health: lifecycle state, records done (of the total, when the
+job declared one), done ranges, watermark (every id below it is done), commits, the last
+commit's time and sequence, snapshots, dead letters and recoveries (times the job was found
+crashed and resumed); and the file's size and free space (exact after a read-write open,
+estimated from the tables' sizes after the usual read-only one).
+
+--json prints one object:
+  {\"store\": PATH, \"file_bytes\": N, \"used_bytes\": N, \"free_bytes\": N, \"space_exact\": BOOL,
+   \"jobs\": [{\"name\": S, \"lifecycle\": \"created\"|\"running\"|\"paused\"|\"completed\"|\"failed\",
+             \"state_type\": S, \"schema_version\": N, \"records_done\": N, \"total_records\": N|null,
+             \"done_ranges\": N, \"watermark\": N, \"commits\": N, \"last_commit_seq\": N|null,
+             \"last_commit_ms\": N|null, \"snapshots\": N, \"dead_letters\": N, \"recoveries\": N,
+             \"created_ms\": N}]}
+Times are milliseconds since the Unix epoch. A job whose lifecycle is \"running\" while no
+process holds the store crashed; running it again resumes it.";
+
+/// Show jobs' progress and health.
+#[derive(clap::Args, Debug)]
+#[command(long_about = LONG_ABOUT)]
+pub(crate) struct Args {
+    /// The store file.
+    store: PathBuf,
+    /// Print JSON (the shape is in the long help).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Only this job (default: every job in the store).
+    #[arg(long)]
+    job: Option<String>,
+}
+
+pub(crate) fn job_json(s: &JobStatus) -> serde_json::Value {
+    json!({
+        "name": s.name,
+        "lifecycle": s.lifecycle.as_str(),
+        "state_type": s.state_type,
+        "schema_version": s.schema_version,
+        "records_done": s.records_done,
+        "total_records": s.total_records,
+        "done_ranges": s.done_ranges,
+        "watermark": s.watermark,
+        "commits": s.commits,
+        "last_commit_seq": (s.commits > 0).then_some(s.commits),
+        "last_commit_ms": s.last_commit_ms,
+        "snapshots": s.snapshots,
+        "dead_letters": s.dead_letters,
+        "recoveries": s.recoveries,
+        "created_ms": s.created_ms,
+    })
+}
+
+pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
+    let store = open::read(&args.store)?;
+    let names = match &args.job {
+        Some(name) => vec![name.clone()],
+        None => store.jobs()?,
+    };
+    let statuses = names
+        .iter()
+        .map(|n| store.status(n))
+        .collect::<resumable::Result<Vec<_>>>()?;
+    let space = store.space()?;
+    let mut out = Out::new();
+    if json {
+        out.json(&json!({
+            "store": args.store.display().to_string(),
+            "file_bytes": space.file_bytes,
+            "used_bytes": space.used_bytes,
+            "free_bytes": space.free_bytes,
+            "space_exact": space.exact,
+            "jobs": statuses.iter().map(job_json).collect::<Vec<_>>(),
+        }))?;
+        out.finish()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "store {}: {}, {} free{}",
+        args.store.display(),
+        output::bytes(space.file_bytes),
+        output::bytes(space.free_bytes),
+        if space.exact { "" } else { " (estimate)" }
+    )?;
+    if statuses.is_empty() {
+        writeln!(out, "no jobs yet")?;
+    }
+    for s in &statuses {
+        writeln!(out)?;
+        let mut t = output::table(&["job", &s.name]);
+        let done = match s.total_records {
+            Some(total) if total > 0 => format!(
+                "{} of {} ({:.1}%)",
+                count(s.records_done),
+                count(total),
+                s.records_done as f64 * 100.0 / total as f64
+            ),
+            Some(total) => format!("{} of {}", count(s.records_done), count(total)),
+            None => count(s.records_done),
+        };
+        let crashed = s.lifecycle == resumable::JobState::Running;
+        t.add_row(vec![
+            Cell::new("lifecycle"),
+            if crashed {
+                output::lifecycle(s.lifecycle).add_attribute(comfy_table::Attribute::Bold)
+            } else {
+                output::lifecycle(s.lifecycle)
+            },
+        ]);
+        if crashed {
+            t.add_row(vec![
+                "",
+                "not shut down cleanly (crashed): running the job again resumes it",
+            ]);
+        }
+        t.add_row(vec!["records done".into(), done]);
+        t.add_row(vec!["done ranges".into(), count(s.done_ranges)]);
+        t.add_row(vec!["watermark".into(), count(s.watermark)]);
+        t.add_row(vec!["commits".into(), count(s.commits)]);
+        t.add_row(vec![
+            "last commit".into(),
+            match s.last_commit_ms {
+                Some(ms) => format!("#{} at {}", s.commits, output::time_ago(ms)),
+                None => "none".into(),
+            },
+        ]);
+        t.add_row(vec!["snapshots".into(), count(s.snapshots)]);
+        t.add_row(vec![
+            Cell::new("dead letters"),
+            output::good_bad(count(s.dead_letters), s.dead_letters == 0),
+        ]);
+        t.add_row(vec!["recoveries".into(), count(s.recoveries)]);
+        t.add_row(vec![
+            "state type".into(),
+            format!("{} (schema {})", s.state_type, s.schema_version),
+        ]);
+        t.add_row(vec!["created".into(), output::time(s.created_ms)]);
+        out.table(&t)?;
+    }
+    out.finish()?;
+    Ok(ExitCode::SUCCESS)
+}

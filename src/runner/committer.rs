@@ -1,0 +1,339 @@
+//! The committer: the one thread that owns the job (redb's single writer). It gathers the
+//! workers' outcomes into groups, commits each group in one transaction, and acknowledges
+//! records only once the commit holding them is durable.
+//!
+//! This is classic group commit: while one commit (and its fsync) runs, outcomes queue in
+//! the channel; the next group takes them all (up to the size limit), so with
+//! [`Durability::Immediate`](crate::Durability::Immediate) many records share one fsync.
+//! A group is committed when it reaches the target size (the fixed policy's
+//! `max_group_records`, or the adaptive policy's current choice), `max_group_bytes`, or
+//! when its oldest record has waited `max_group_delay`.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use parking_lot::Mutex;
+
+use super::adaptive::{AdaptivePolicy, GroupSizer};
+use super::feeder::Outcome;
+use super::stats::Recorder;
+use super::{DurableAck, StopHandle};
+use crate::error::{Error, Result};
+use crate::job::{CommitReceipt, Durability, Fold, Job};
+use crate::maintain::Maintainer;
+
+/// Everything the committer needs besides the job and its inbox.
+pub(crate) struct CommitterCtx<'a> {
+    pub maintainer: Option<&'a Maintainer>,
+    /// Offer a snapshot after this many commits (0: only on the interval).
+    pub snapshot_every: u64,
+    pub snapshot_interval: Duration,
+    pub adaptive: Option<AdaptivePolicy>,
+    pub workers: usize,
+    pub on_durable: Option<&'a mut (dyn FnMut(&DurableAck) + Send)>,
+    pub recorder: &'a Mutex<Recorder>,
+    pub abort: &'a AtomicBool,
+    pub stop: &'a StopHandle,
+}
+
+/// Committed but not yet durable: acknowledged at the next durable commit.
+struct Unacked {
+    receipt: CommitReceipt,
+    ready: Vec<Instant>,
+}
+
+struct Committer<'a, 'j, S: Fold> {
+    job: &'j mut Job<S>,
+    ctx: CommitterCtx<'a>,
+    sizer: Option<GroupSizer>,
+    /// When each queued record's output was ready.
+    ready: Vec<Instant>,
+    first_queued: Option<Instant>,
+    busy_records: u64,
+    busy: Duration,
+    unacked: Vec<Unacked>,
+    commits_since_snapshot: u64,
+    last_snapshot: Instant,
+    bytes_base: u64,
+}
+
+/// Runs until every worker has hung up, then commits what is left durably.
+///
+/// On a storage error the committer stops the feeder, keeps draining its inbox (so no
+/// worker blocks), and returns the error; the job handle is poisoned by then.
+pub(crate) fn run<S: Fold>(
+    job: &mut Job<S>,
+    inbox: &Receiver<Outcome<S::Output>>,
+    ctx: CommitterCtx<'_>,
+) -> Result<()> {
+    let sizer = ctx
+        .adaptive
+        .clone()
+        .map(|policy| GroupSizer::new(policy, ctx.workers));
+    let bytes_base = job.stats().bytes_written;
+    let mut c = Committer {
+        job,
+        ctx,
+        sizer,
+        ready: Vec::new(),
+        first_queued: None,
+        busy_records: 0,
+        busy: Duration::ZERO,
+        unacked: Vec::new(),
+        commits_since_snapshot: 0,
+        last_snapshot: Instant::now(),
+        bytes_base,
+    };
+    // A panic here can only come from the user's `on_durable` callback (`Fold::apply`
+    // panics are caught by the job); it must still stop the feeder, or the run would read
+    // the whole source with nobody committing.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.run(inbox)))
+        .unwrap_or_else(|p| Err(Error::from_panic("the on_durable callback", p.as_ref())));
+    if result.is_err() {
+        c.ctx.abort.store(true, Ordering::SeqCst);
+        c.ctx.stop.wake();
+        // Keep the workers unblocked until they hang up.
+        for _ in inbox {}
+    }
+    result
+}
+
+impl<S: Fold> Committer<'_, '_, S> {
+    fn run(&mut self, inbox: &Receiver<Outcome<S::Output>>) -> Result<()> {
+        let policy = self.job.options().commit_policy.clone();
+        let deferred = match policy.durability {
+            Durability::Deferred { max_interval } => Some(max_interval),
+            _ => None,
+        };
+        loop {
+            let target = self.target(policy.max_group_records);
+            let mut wait = match self.first_queued {
+                Some(t) => policy.max_group_delay.saturating_sub(t.elapsed()),
+                None => Duration::from_hours(1),
+            };
+            if let Some(interval) = deferred
+                && !self.unacked.is_empty()
+            {
+                wait = wait.min(interval);
+            }
+            match inbox.recv_timeout(wait) {
+                Ok(o) => {
+                    self.accept(o)?;
+                    while self.job.pending() < target {
+                        match inbox.try_recv() {
+                            Ok(o) => self.accept(o)?,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let pending = self.job.pending();
+            let due = pending >= target
+                || self.job.pending_bytes() >= policy.max_group_bytes
+                || self
+                    .first_queued
+                    .is_some_and(|t| t.elapsed() >= policy.max_group_delay);
+            if pending > 0 && due {
+                let durable = self.job.wants_durable();
+                self.commit(durable)?;
+            } else if pending == 0 && !self.unacked.is_empty() && self.job.wants_durable() {
+                self.commit(true)?;
+            }
+        }
+        if self.job.pending() > 0 || !self.unacked.is_empty() {
+            self.commit(true)?;
+        }
+        Ok(())
+    }
+
+    fn target(&self, fixed: usize) -> usize {
+        self.sizer.as_ref().map_or(fixed, GroupSizer::target)
+    }
+
+    /// Queues one outcome in the job's current group.
+    fn accept(&mut self, outcome: Outcome<S::Output>) -> Result<()> {
+        let (queued, ready) = match outcome {
+            Outcome::Output {
+                id,
+                output,
+                ready,
+                busy,
+            } => {
+                self.busy_records += 1;
+                self.busy += busy;
+                match self.job.enqueue_output(id, output) {
+                    Ok(q) => (q, ready),
+                    // The output cannot be encoded: that record's permanent failure.
+                    Err(Error::Record { id, source }) => {
+                        let error = format!("cannot store the output: {source}");
+                        tracing::warn!(job = %self.job.name(), id, %error, "record dead-lettered");
+                        (self.job.enqueue_dead_letter(id, 1, &error)?, ready)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Outcome::Dead {
+                id,
+                attempts,
+                error,
+                ready,
+                busy,
+            } => {
+                self.busy_records += 1;
+                self.busy += busy;
+                (self.job.enqueue_dead_letter(id, attempts, &error)?, ready)
+            }
+        };
+        if queued {
+            self.ready.push(ready);
+            self.first_queued.get_or_insert_with(Instant::now);
+        }
+        Ok(())
+    }
+
+    /// Commits the queued group (or, with nothing queued and `durable`, makes earlier
+    /// commits durable), then acknowledges whatever became durable.
+    fn commit(&mut self, durable: bool) -> Result<()> {
+        let records = self.job.pending();
+        let started = Instant::now();
+        let result = {
+            let _gate = self.ctx.maintainer.map(|m| m.gate().lock());
+            self.job.commit_queued(durable)
+        };
+        let latency = started.elapsed();
+        let receipt = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(s) = &mut self.sizer {
+                    s.observe_failure();
+                }
+                tracing::error!(job = %self.job.name(), error = %e, "group commit failed; stopping the run");
+                return Err(e);
+            }
+        };
+        let ready = std::mem::take(&mut self.ready);
+        self.first_queued = None;
+        if let Some(receipt) = receipt {
+            tracing::debug!(job = %self.job.name(), seq = receipt.seq, records = receipt.records(), durable = receipt.durable, ?latency, "group committed");
+            if let Some(s) = &mut self.sizer {
+                s.observe_processing(self.busy_records, self.busy);
+                s.observe_commit(records, latency);
+            }
+            self.busy_records = 0;
+            self.busy = Duration::ZERO;
+            {
+                let mut rec = self.ctx.recorder.lock();
+                rec.stats.records_committed +=
+                    receipt.outputs.iter().map(|r| r.end - r.start).sum::<u64>();
+                rec.stats.dead_lettered += receipt.dead_letters.len() as u64;
+                rec.stats.commits += 1;
+                rec.settled += receipt.records();
+                rec.commit_latency.push(latency);
+            }
+            self.unacked.push(Unacked { receipt, ready });
+            self.commits_since_snapshot += 1;
+        }
+        if durable {
+            self.acknowledge();
+        }
+        self.offer_snapshot();
+        self.publish();
+        Ok(())
+    }
+
+    /// Everything committed so far is durable: tell the user.
+    fn acknowledge(&mut self) {
+        let now = Instant::now();
+        let unacked = std::mem::take(&mut self.unacked);
+        let mut outputs: Vec<Range<u64>> = Vec::new();
+        let mut dead_letters = Vec::new();
+        let mut latencies = Vec::new();
+        let mut pieces: Vec<Range<u64>> = Vec::new();
+        for u in unacked {
+            pieces.extend(u.receipt.outputs);
+            dead_letters.extend(u.receipt.dead_letters);
+            latencies.extend(
+                u.ready
+                    .into_iter()
+                    .map(|t| now.saturating_duration_since(t)),
+            );
+        }
+        pieces.sort_unstable_by_key(|r| r.start);
+        for r in pieces {
+            match outputs.last_mut() {
+                Some(last) if last.end == r.start => last.end = r.end,
+                _ => outputs.push(r),
+            }
+        }
+        dead_letters.sort_unstable();
+        {
+            let mut rec = self.ctx.recorder.lock();
+            rec.stats.fsyncs += 1;
+            rec.stats.records_acked += latencies.len() as u64;
+            for l in latencies {
+                rec.ack_latency.push(l);
+            }
+        }
+        if outputs.is_empty() && dead_letters.is_empty() {
+            return;
+        }
+        let ack = DurableAck {
+            durable_seq: self.job.durable_seq(),
+            outputs,
+            dead_letters,
+        };
+        if let Some(f) = self.ctx.on_durable.as_mut() {
+            f(&ack);
+        }
+    }
+
+    /// Hands the encoded state to the maintainer when a snapshot is due and it is free.
+    fn offer_snapshot(&mut self) {
+        let Some(m) = self.ctx.maintainer else {
+            return;
+        };
+        if self.commits_since_snapshot == 0 {
+            return;
+        }
+        let every = self.ctx.snapshot_every;
+        let due = (every > 0 && self.commits_since_snapshot >= every)
+            || self.last_snapshot.elapsed() >= self.ctx.snapshot_interval;
+        if !due || !m.ready() {
+            return;
+        }
+        match self.job.encoded_state() {
+            Ok((seq, bytes)) => {
+                if m.offer_snapshot(seq, bytes) {
+                    self.commits_since_snapshot = 0;
+                    self.last_snapshot = Instant::now();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job = %self.job.name(), error = %e, "cannot encode the state for a snapshot");
+            }
+        }
+    }
+
+    /// Copies the job's and the maintainer's figures into the shared stats.
+    fn publish(&self) {
+        let report = self.ctx.maintainer.map(Maintainer::report);
+        let mut rec = self.ctx.recorder.lock();
+        let s = &mut rec.stats;
+        s.bytes_written = self.job.stats().bytes_written - self.bytes_base;
+        s.records_at_risk = self.job.at_risk();
+        s.records_done = self.job.done_count();
+        s.total_records = self.job.total_records();
+        s.target_group = self.target(self.job.options().commit_policy.max_group_records);
+        s.commit_share = self.sizer.as_ref().and_then(GroupSizer::share);
+        if let Some(r) = report {
+            s.snapshots = r.snapshots;
+            s.snapshots_retired = r.retired;
+            s.compactions = r.compactions;
+            s.last_compaction = r.last_compaction;
+        }
+    }
+}

@@ -1,0 +1,706 @@
+//! Operator repairs on a job that is not open: rewind it to a snapshot, fork it into a new
+//! store as of a snapshot, pin and unpin snapshots; and the file's space accounting.
+//!
+//! Each repair is one durable write transaction, so a crash part-way leaves the job exactly
+//! as it was (a fork's half-built file is removed). What a job keeps when it is cut back to
+//! snapshot generation `G`, which reflects commit `S`, is defined by its lineage, not by
+//! what happens to be stored: the outputs and dead letters named by entries `1..=S`. Every
+//! other output, dead letter, lineage entry (`> S`) and snapshot (newer than `G`) is
+//! dropped, even if its bytes are damaged, which is what makes rewind the cure for damage
+//! found after a good snapshot. Requeues are not lineage entries, so a dead letter requeued
+//! after `S` stays requeued (its record is simply pending again).
+
+use std::path::Path;
+
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde::Serialize;
+
+use super::job_io::{self, SnapshotRecord};
+use super::meta::JobMeta;
+use super::tables::{self, JobTables};
+use super::{Db, Store, storage};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::lifecycle::JobState;
+use crate::progress::RangeSet;
+
+/// What [`Store::rewind`] or [`Store::fork`] kept and dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RewindReport {
+    /// Job name.
+    pub job: String,
+    /// The snapshot generation the job was cut back to (0: the beginning).
+    pub generation: u64,
+    /// The commit that snapshot reflects: the job's last commit afterwards.
+    pub seq: u64,
+    /// Records settled (outputs and dead letters) as of that commit.
+    pub records_kept: u64,
+    /// Commits (lineage entries) dropped, or not copied by a fork.
+    pub commits_dropped: u64,
+    /// Outputs dropped, or not copied.
+    pub outputs_dropped: u64,
+    /// Dead letters dropped, or not copied.
+    pub dead_letters_dropped: u64,
+    /// Snapshots dropped, or not copied.
+    pub snapshots_dropped: u64,
+}
+
+/// How the store file's bytes are used.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SpaceInfo {
+    /// Size of the file (0 for a store on a test backend).
+    pub file_bytes: u64,
+    /// Bytes holding live data.
+    pub used_bytes: u64,
+    /// Bytes [`Store::compact`] could reclaim, about.
+    pub free_bytes: u64,
+    /// Whether `used_bytes` is exact (read-write open: redb's page allocation) or an estimate
+    /// from the tables' sizes (read-only open, where redb offers no allocation figures).
+    pub exact: bool,
+}
+
+/// What a job keeps when cut back to a snapshot.
+struct Cut {
+    meta: JobMeta,
+    generation: u64,
+    seq: u64,
+    /// Ids whose outputs entries `1..=seq` stored.
+    outputs: RangeSet,
+    /// Ids entries `1..=seq` dead-lettered.
+    dead: RangeSet,
+}
+
+impl Store {
+    /// Rewinds job `job` to snapshot `generation` (0: to the beginning): drops every commit
+    /// after the one the snapshot reflects, with its outputs, done marks, dead letters and
+    /// lineage entries, and every newer snapshot, in one durable transaction. The next run
+    /// resumes from that snapshot and processes the dropped records again. A completed,
+    /// failed or crashed job becomes paused. The job must not be open.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if the job is open; [`Error::JobNotFound`];
+    /// [`Error::SnapshotNotFound`]; [`Error::Corrupt`] if that snapshot or a lineage entry
+    /// up to it fails its check (rewind to an older snapshot then); storage errors.
+    pub fn rewind(&self, job: &str, generation: u64) -> Result<RewindReport> {
+        self.inner.claim_job(job)?;
+        let result = self.rewind_claimed(job, generation);
+        self.inner.release_job(job);
+        result
+    }
+
+    fn rewind_claimed(&self, job: &str, generation: u64) -> Result<RewindReport> {
+        let tables = JobTables::new(job);
+        let txn = self.inner.begin_read()?;
+        let cut = cut_at(&txn, &tables, job, generation)?;
+        drop(txn);
+
+        let mut report = RewindReport {
+            job: job.to_owned(),
+            generation,
+            seq: cut.seq,
+            ..RewindReport::default()
+        };
+        let mut meta = cut.meta.clone();
+        let txn = self.inner.begin_write()?;
+        let mut kept = RangeSet::new();
+        {
+            let mut t = txn.open_table(tables.outputs()).map_err(storage)?;
+            let mut dropped = 0u64;
+            t.retain(|id, _| {
+                let keep = cut.outputs.contains(id);
+                if keep {
+                    kept.insert(id);
+                } else {
+                    dropped += 1;
+                }
+                keep
+            })
+            .map_err(storage)?;
+            report.outputs_dropped = dropped;
+        }
+        {
+            let mut t = txn.open_table(tables.dead()).map_err(storage)?;
+            let mut dropped = 0u64;
+            t.retain(|id, _| {
+                let keep = cut.dead.contains(id) && !kept.contains(id);
+                if keep {
+                    kept.insert(id);
+                } else {
+                    dropped += 1;
+                }
+                keep
+            })
+            .map_err(storage)?;
+            report.dead_letters_dropped = dropped;
+        }
+        {
+            let mut t = txn.open_table(tables.log()).map_err(storage)?;
+            let mut dropped = 0u64;
+            t.retain(|seq, _| {
+                let keep = seq <= cut.seq;
+                dropped += u64::from(!keep);
+                keep
+            })
+            .map_err(storage)?;
+            report.commits_dropped = dropped;
+        }
+        let mut live_generations = Vec::new();
+        {
+            let mut t = txn.open_table(tables.snapshots()).map_err(storage)?;
+            let mut dropped = 0u64;
+            t.retain(|g, bytes| {
+                let keep = keeps_snapshot(&cut, g, bytes);
+                if keep {
+                    live_generations.push(g);
+                } else {
+                    dropped += 1;
+                }
+                keep
+            })
+            .map_err(storage)?;
+            report.snapshots_dropped = dropped;
+        }
+        {
+            let mut t = txn.open_table(tables.done()).map_err(storage)?;
+            t.retain(|_, _| false).map_err(storage)?;
+            for r in kept.ranges() {
+                t.insert(r.start, r.end).map_err(storage)?;
+            }
+        }
+        meta.pinned.retain(|g| live_generations.contains(g));
+        if meta.lifecycle != JobState::Created {
+            meta.lifecycle = JobState::Paused;
+        }
+        write_meta(&txn, &meta)?;
+        txn.commit().map_err(storage)?;
+        report.records_kept = kept.len();
+        tracing::info!(
+            job,
+            generation,
+            seq = cut.seq,
+            commits_dropped = report.commits_dropped,
+            "job rewound"
+        );
+        Ok(report)
+    }
+
+    /// Writes a new store at `into` holding job `job` as of snapshot `generation` (0: an
+    /// empty job): its lineage up to that snapshot's commit, the outputs and dead letters
+    /// those commits settled, and the snapshots up to it, all byte for byte; the job is
+    /// paused there. This store is not changed. The job must not be open here.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `into` exists; as [`Store::rewind`] otherwise. On error
+    /// no file is left at `into`.
+    pub fn fork(&self, job: &str, generation: u64, into: impl AsRef<Path>) -> Result<RewindReport> {
+        let into = into.as_ref();
+        if std::fs::symlink_metadata(into).is_ok() {
+            return Err(Error::InvalidArgument(format!(
+                "{} already exists; fork into a new path",
+                into.display()
+            )));
+        }
+        self.inner.claim_job(job)?;
+        let result = self.fork_claimed(job, generation, into);
+        self.inner.release_job(job);
+        if result.is_err() {
+            let _ = std::fs::remove_file(into);
+        }
+        result
+    }
+
+    fn fork_claimed(&self, job: &str, generation: u64, into: &Path) -> Result<RewindReport> {
+        let tables = JobTables::new(job);
+        let src = self.inner.begin_read()?;
+        let cut = cut_at(&src, &tables, job, generation)?;
+        let mut report = RewindReport {
+            job: job.to_owned(),
+            generation,
+            seq: cut.seq,
+            ..RewindReport::default()
+        };
+
+        let target = super::StoreOptions::new().create(true).open(into)?;
+        let txn = target.inner.begin_write()?;
+        let mut kept = RangeSet::new();
+        {
+            let mut to = txn.open_table(tables.outputs()).map_err(storage)?;
+            if let Some(from) = job_io::outputs_table(&src, &tables)? {
+                for item in from.iter().map_err(storage)? {
+                    let (k, v) = item.map_err(storage)?;
+                    let id = k.value();
+                    if cut.outputs.contains(id) {
+                        to.insert(id, v.value()).map_err(storage)?;
+                        kept.insert(id);
+                    } else {
+                        report.outputs_dropped += 1;
+                    }
+                }
+            }
+        }
+        {
+            let mut to = txn.open_table(tables.dead()).map_err(storage)?;
+            if let Some(from) = job_io::open_table_ro(&src, tables.dead())? {
+                for item in from.iter().map_err(storage)? {
+                    let (k, v) = item.map_err(storage)?;
+                    let id = k.value();
+                    if cut.dead.contains(id) && !kept.contains(id) {
+                        to.insert(id, v.value()).map_err(storage)?;
+                        kept.insert(id);
+                    } else {
+                        report.dead_letters_dropped += 1;
+                    }
+                }
+            }
+        }
+        {
+            let mut to = txn.open_table(tables.log()).map_err(storage)?;
+            if let Some(from) = job_io::open_table_ro(&src, tables.log())? {
+                for item in from.iter().map_err(storage)? {
+                    let (k, v) = item.map_err(storage)?;
+                    if k.value() <= cut.seq {
+                        to.insert(k.value(), v.value()).map_err(storage)?;
+                    } else {
+                        report.commits_dropped += 1;
+                    }
+                }
+            }
+        }
+        let mut live_generations = Vec::new();
+        {
+            let mut to = txn.open_table(tables.snapshots()).map_err(storage)?;
+            if let Some(from) = job_io::open_table_ro(&src, tables.snapshots())? {
+                for item in from.iter().map_err(storage)? {
+                    let (k, v) = item.map_err(storage)?;
+                    let g = k.value();
+                    if keeps_snapshot(&cut, g, v.value()) {
+                        to.insert(g, v.value()).map_err(storage)?;
+                        live_generations.push(g);
+                    } else {
+                        report.snapshots_dropped += 1;
+                    }
+                }
+            }
+        }
+        {
+            let mut to = txn.open_table(tables.done()).map_err(storage)?;
+            for r in kept.ranges() {
+                to.insert(r.start, r.end).map_err(storage)?;
+            }
+        }
+        let mut meta = cut.meta;
+        meta.pinned.retain(|g| live_generations.contains(g));
+        meta.recoveries = 0;
+        meta.lifecycle = if cut.seq == 0 {
+            JobState::Created
+        } else {
+            JobState::Paused
+        };
+        write_meta(&txn, &meta)?;
+        txn.commit().map_err(storage)?;
+        report.records_kept = kept.len();
+        tracing::info!(job, generation, seq = cut.seq, into = %into.display(), "job forked");
+        Ok(report)
+    }
+
+    /// Pins snapshot `generation` of `job`, keeping it from retention (a savepoint).
+    /// Returns the pinned generations afterwards. The job must not be open.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if the job is open; [`Error::JobNotFound`];
+    /// [`Error::SnapshotNotFound`]; [`Error::Corrupt`] if the snapshot fails its check.
+    pub fn pin(&self, job: &str, generation: u64) -> Result<Vec<u64>> {
+        self.inner.claim_job(job)?;
+        let result = self.set_pinned(job, generation, true);
+        self.inner.release_job(job);
+        result
+    }
+
+    /// Unpins snapshot `generation` of `job`, handing it back to retention (unpinning one
+    /// that is not pinned changes nothing). Returns the pinned generations afterwards. The
+    /// job must not be open.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if the job is open; [`Error::JobNotFound`].
+    pub fn unpin(&self, job: &str, generation: u64) -> Result<Vec<u64>> {
+        self.inner.claim_job(job)?;
+        let result = self.set_pinned(job, generation, false);
+        self.inner.release_job(job);
+        result
+    }
+
+    fn set_pinned(&self, job: &str, generation: u64, pin: bool) -> Result<Vec<u64>> {
+        let tables = JobTables::new(job);
+        let txn = self.inner.begin_read()?;
+        let mut meta = read_job(&txn, job)?;
+        if pin {
+            snapshot_record(&txn, &tables, job, generation)?;
+        }
+        drop(txn);
+        let before = meta.pinned.clone();
+        meta.pinned.retain(|&g| g != generation);
+        if pin {
+            meta.pinned.push(generation);
+            meta.pinned.sort_unstable();
+        }
+        if meta.pinned != before {
+            let txn = self.inner.begin_write()?;
+            write_meta(&txn, &meta)?;
+            txn.commit().map_err(storage)?;
+            tracing::info!(job, generation, pin, "snapshot pin changed");
+        }
+        Ok(meta.pinned)
+    }
+
+    /// How the file's bytes are used. Exact on a read-write store; on a read-only one the
+    /// used bytes are estimated from the tables' sizes.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn space(&self) -> Result<SpaceInfo> {
+        let file_bytes = self
+            .inner
+            .path
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len());
+        let (used_bytes, exact) = match &self.inner.db {
+            Db::ReadWrite(db) => {
+                let txn = db.read().begin_write().map_err(storage)?;
+                let stats = txn.stats().map_err(storage)?;
+                let used = stats.allocated_pages() * stats.page_size() as u64;
+                txn.abort().map_err(storage)?;
+                (used, true)
+            }
+            Db::ReadOnly(db) => {
+                let txn = db.begin_read().map_err(storage)?;
+                let mut used = 0u64;
+                for handle in txn.list_tables().map_err(storage)? {
+                    let t = txn.open_untyped_table(handle).map_err(storage)?;
+                    let s = t.stats().map_err(storage)?;
+                    used += s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
+                }
+                (used, false)
+            }
+        };
+        Ok(SpaceInfo {
+            file_bytes,
+            used_bytes,
+            free_bytes: file_bytes.saturating_sub(used_bytes),
+            exact,
+        })
+    }
+}
+
+fn read_job(txn: &ReadTransaction, job: &str) -> Result<JobMeta> {
+    job_io::read_meta(txn, job)?.ok_or_else(|| Error::JobNotFound(job.to_owned()))
+}
+
+fn write_meta(txn: &redb::WriteTransaction, meta: &JobMeta) -> Result<()> {
+    let bytes = codec::seal_value("job metadata", meta)?;
+    let mut t = txn.open_table(tables::JOBS).map_err(storage)?;
+    t.insert(meta.name.as_str(), bytes.as_slice())
+        .map_err(storage)?;
+    Ok(())
+}
+
+/// Reads and checks snapshot `generation`.
+fn snapshot_record(
+    txn: &ReadTransaction,
+    tables: &JobTables,
+    job: &str,
+    generation: u64,
+) -> Result<SnapshotRecord> {
+    match job_io::read_snapshot(txn, tables, generation)? {
+        Some((_, record)) => record,
+        None => Err(Error::SnapshotNotFound {
+            job: job.to_owned(),
+            generation,
+        }),
+    }
+}
+
+/// What job `job` keeps when cut back to snapshot `generation`: the lineage entries up to
+/// the snapshot's commit must all check out, since they define what is kept.
+fn cut_at(txn: &ReadTransaction, tables: &JobTables, job: &str, generation: u64) -> Result<Cut> {
+    let meta = read_job(txn, job)?;
+    let seq = if generation == 0 {
+        0
+    } else {
+        snapshot_record(txn, tables, job, generation)?.seq
+    };
+    let mut outputs = RangeSet::new();
+    let mut dead = RangeSet::new();
+    let mut expected = 1u64;
+    job_io::for_each_log(txn, tables, 1..=seq, |s, entry| {
+        let entry = entry?;
+        if s != expected {
+            return Err(Error::corrupt(
+                format!("lineage of job {job:?}"),
+                format!("entry {expected}"),
+                format!("entry {s}"),
+            ));
+        }
+        expected += 1;
+        for id in entry.output_ids() {
+            outputs.insert(id);
+        }
+        for &id in &entry.dead_letters {
+            dead.insert(id);
+        }
+        Ok(true)
+    })?;
+    if seq > 0 && expected != seq + 1 {
+        return Err(Error::corrupt(
+            format!("lineage of job {job:?}"),
+            format!("entries 1..={seq}"),
+            format!("entries up to {}", expected - 1),
+        ));
+    }
+    Ok(Cut {
+        meta,
+        generation,
+        seq,
+        outputs,
+        dead,
+    })
+}
+
+/// Whether a cut keeps stored snapshot `g`: generations up to the cut's, reflecting commits
+/// up to its sequence. A damaged older snapshot is kept as it is (verify reports it).
+fn keeps_snapshot(cut: &Cut, g: u64, bytes: &[u8]) -> bool {
+    if g > cut.generation || cut.generation == 0 {
+        return false;
+    }
+    codec::open_value::<SnapshotRecord>("snapshot", bytes).map_or(true, |r| r.seq <= cut.seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{CommitPolicy, JobOptions};
+    use crate::store::StoreOptions;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Default, Serialize, Deserialize)]
+    struct Sum(u64);
+
+    impl crate::Fold for Sum {
+        type Output = u64;
+        fn apply(&mut self, _id: u64, v: &u64) {
+            self.0 += v;
+        }
+    }
+
+    fn options() -> JobOptions {
+        JobOptions::new()
+            .commit_policy(CommitPolicy::new().max_group_records(10))
+            .snapshot_every_commits(2)
+            .keep_snapshots(100)
+    }
+
+    /// Commits ids `0..n` in groups of 10 (a snapshot every 2 commits); ids divisible by 7
+    /// are dead-lettered.
+    fn fill(store: &Store, n: u64) {
+        let mut job = store.job::<Sum>("j", options()).unwrap();
+        for id in 0..n {
+            if id % 7 == 0 {
+                job.dead_letter(id, 3, "boom").unwrap();
+            } else {
+                job.submit(id, id).unwrap();
+            }
+        }
+        job.flush().unwrap();
+        job.complete().unwrap();
+    }
+
+    fn expected_sum(ids: std::ops::Range<u64>) -> u64 {
+        ids.filter(|id| id % 7 != 0).sum()
+    }
+
+    #[test]
+    fn rewind_drops_later_commits_and_resume_redoes_them_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.redb")).unwrap();
+        fill(&store, 100); // 10 commits, snapshots 1..=5 at seqs 2,4,..,10
+        let snaps = store.snapshots("j").unwrap();
+        let g2 = snaps.iter().find(|s| s.seq == Some(4)).unwrap().generation;
+        store.pin("j", g2).unwrap();
+        let last = snaps.last().unwrap().generation;
+        store.pin("j", last).unwrap();
+
+        let report = store.rewind("j", g2).unwrap();
+        assert_eq!(report.seq, 4);
+        assert_eq!(report.commits_dropped, 6);
+        assert_eq!(report.records_kept, 40);
+        assert_eq!(report.outputs_dropped + report.dead_letters_dropped, 60);
+        let status = store.status("j").unwrap();
+        assert_eq!(status.lifecycle, JobState::Paused);
+        assert_eq!(status.records_done, 40);
+        assert_eq!(status.commits, 4);
+        assert_eq!(
+            status.dead_letters,
+            (0..40).filter(|i| i % 7 == 0).count() as u64
+        );
+        let pinned: Vec<u64> = store
+            .snapshots("j")
+            .unwrap()
+            .iter()
+            .filter(|s| s.pinned)
+            .map(|s| s.generation)
+            .collect();
+        assert_eq!(pinned, vec![g2], "the dropped pinned snapshot is unpinned");
+        assert!(store.verify_job("j").unwrap().is_ok());
+
+        let mut job = store.job::<Sum>("j", options()).unwrap();
+        assert_eq!(job.state().0, expected_sum(0..40));
+        for id in 0..100 {
+            if id % 7 != 0 {
+                job.submit(id, id).unwrap();
+            }
+        }
+        job.flush().unwrap();
+        assert_eq!(job.state().0, expected_sum(0..100));
+        let report = job.verify().unwrap();
+        assert!(report.is_ok(), "{report:?}");
+    }
+
+    #[test]
+    fn rewind_to_zero_empties_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.redb")).unwrap();
+        fill(&store, 30);
+        let report = store.rewind("j", 0).unwrap();
+        assert_eq!(report.records_kept, 0);
+        assert_eq!(store.status("j").unwrap().records_done, 0);
+        assert!(store.snapshots("j").unwrap().is_empty());
+        assert!(store.verify_job("j").unwrap().is_ok());
+    }
+
+    #[test]
+    fn rewind_refuses_an_open_job_and_a_missing_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.redb")).unwrap();
+        fill(&store, 30);
+        assert!(matches!(
+            store.rewind("j", 99),
+            Err(Error::SnapshotNotFound { generation: 99, .. })
+        ));
+        assert!(matches!(
+            store.rewind("nope", 1),
+            Err(Error::JobNotFound(_))
+        ));
+        let _job = store.job::<Sum>("j", options()).unwrap();
+        assert!(matches!(store.rewind("j", 1), Err(Error::Locked { .. })));
+        assert!(matches!(store.pin("j", 1), Err(Error::Locked { .. })));
+    }
+
+    #[test]
+    fn fork_copies_the_job_as_of_a_snapshot_and_leaves_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.redb")).unwrap();
+        fill(&store, 100);
+        let before = store.status("j").unwrap();
+        let g = store
+            .snapshots("j")
+            .unwrap()
+            .iter()
+            .find(|s| s.seq == Some(6))
+            .unwrap()
+            .generation;
+        let into = dir.path().join("fork.redb");
+        let report = store.fork("j", g, &into).unwrap();
+        assert_eq!(report.seq, 6);
+        assert_eq!(report.records_kept, 60);
+        assert_eq!(store.status("j").unwrap(), before, "source untouched");
+        assert!(matches!(
+            store.fork("j", g, &into),
+            Err(Error::InvalidArgument(_))
+        ));
+
+        let forked = Store::open(&into).unwrap();
+        assert_eq!(forked.status("j").unwrap().records_done, 60);
+        assert!(forked.verify_job("j").unwrap().is_ok());
+        let job = forked.job::<Sum>("j", options()).unwrap();
+        assert_eq!(job.state().0, expected_sum(0..60));
+        assert!(job.verify().unwrap().is_ok());
+    }
+
+    #[test]
+    fn rewind_cures_damage_after_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Store::open(&path).unwrap();
+        fill(&store, 100);
+        let g = store.snapshots("j").unwrap()[1].generation; // seq 4
+        {
+            // Damage an output committed after that snapshot.
+            let txn = store.inner.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(JobTables::new("j").outputs()).unwrap();
+                t.insert(95, [1u8, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13].as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        assert!(!store.verify_job("j").unwrap().is_ok());
+        store.rewind("j", g).unwrap();
+        assert!(store.verify_job("j").unwrap().is_ok());
+    }
+
+    #[test]
+    fn pin_and_unpin_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.redb")).unwrap();
+        fill(&store, 40);
+        assert_eq!(store.pin("j", 2).unwrap(), vec![2]);
+        assert_eq!(store.pin("j", 1).unwrap(), vec![1, 2]);
+        assert_eq!(store.pin("j", 1).unwrap(), vec![1, 2]);
+        assert_eq!(store.unpin("j", 2).unwrap(), vec![1]);
+        assert_eq!(store.unpin("j", 2).unwrap(), vec![1]);
+        assert!(matches!(
+            store.pin("j", 50),
+            Err(Error::SnapshotNotFound { .. })
+        ));
+        let read_only = {
+            drop(store);
+            Store::open_read_only(dir.path().join("s.redb")).unwrap()
+        };
+        assert!(read_only.snapshots("j").unwrap()[0].pinned);
+    }
+
+    #[test]
+    fn space_accounts_for_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Store::open(&path).unwrap();
+        fill(&store, 200);
+        let rw = store.space().unwrap();
+        assert!(rw.exact);
+        assert!(
+            rw.used_bytes > 0 && rw.used_bytes <= rw.file_bytes,
+            "{rw:?}"
+        );
+        drop(store);
+        let ro = Store::open_read_only(&path).unwrap().space().unwrap();
+        assert!(!ro.exact);
+        assert_eq!(ro.file_bytes, rw.file_bytes);
+        assert!(
+            ro.used_bytes > 0 && ro.used_bytes <= ro.file_bytes,
+            "{ro:?}"
+        );
+    }
+
+    #[test]
+    fn repairs_refuse_a_read_only_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        fill(&Store::open(&path).unwrap(), 30);
+        let store = StoreOptions::new().read_only(true).open(&path).unwrap();
+        assert!(store.rewind("j", 1).is_err());
+        assert!(store.pin("j", 1).is_err());
+        assert_eq!(store.status("j").unwrap().records_done, 30);
+    }
+}

@@ -1,0 +1,66 @@
+//! Entry points into `resumable`'s private decoders, for the `codec_decode` fuzz target and
+//! its corpus test.
+
+use crate::codec;
+use crate::lineage::LineageEntry;
+use crate::store::job_io::{DeadLetterRecord, SnapshotRecord};
+use crate::store::meta::JobMeta;
+
+/// Feeds `bytes` to every decoder the store uses on stored values: the envelope of job
+/// metadata, lineage entries, snapshots and dead letters; the output record framing; and
+/// bare payload decodes of a few output types. Returns how many accepted the bytes.
+///
+/// Never panics on any input, and never allocates more than the codec's decode limit (1 GiB):
+/// the fuzz target and the corpus test check both.
+#[must_use]
+pub fn decode_everything(bytes: &[u8]) -> usize {
+    let mut accepted = 0;
+    accepted += usize::from(codec::open_value::<JobMeta>("meta", bytes).is_ok());
+    accepted += usize::from(codec::open_value::<LineageEntry>("lineage", bytes).is_ok());
+    accepted += usize::from(codec::open_value::<SnapshotRecord>("snapshot", bytes).is_ok());
+    accepted += usize::from(codec::open_value::<DeadLetterRecord>("dead", bytes).is_ok());
+    // The same payloads without the envelope, so the fuzzer reaches the decoders without
+    // having to forge a CRC first.
+    accepted += usize::from(codec::decode::<JobMeta>(bytes).is_ok());
+    accepted += usize::from(codec::decode::<LineageEntry>(bytes).is_ok());
+    accepted += usize::from(codec::decode::<SnapshotRecord>(bytes).is_ok());
+    accepted += usize::from(codec::decode::<DeadLetterRecord>(bytes).is_ok());
+    if let Ok(out) = codec::open_output(7, bytes) {
+        accepted += 1;
+        accepted += usize::from(codec::decode_output::<Vec<u8>>(7, out.payload).is_ok());
+    }
+    accepted += usize::from(codec::decode_output::<String>(7, bytes).is_ok());
+    accepted += usize::from(codec::decode_output::<Vec<String>>(7, bytes).is_ok());
+    accepted += usize::from(codec::decode_output::<(u64, Option<Vec<u64>>)>(7, bytes).is_ok());
+    accepted
+}
+
+/// Valid encodings of every stored value kind, as seeds for the decoders' fuzzing.
+#[must_use]
+pub fn decoder_seeds() -> Vec<Vec<u8>> {
+    let entry = LineageEntry::new(3, 1_700_000_000_000, vec![(1, 4), (9, 10)], vec![5], 77, 88);
+    let snapshot = SnapshotRecord {
+        seq: 3,
+        time_ms: 1,
+        state: vec![1, 2, 3],
+    };
+    let dead = DeadLetterRecord {
+        attempts: 3,
+        error: "boom".into(),
+        time_ms: 2,
+    };
+    let mut seeds = Vec::new();
+    for sealed in [
+        codec::seal_value("lineage", &entry),
+        codec::seal_value("snapshot", &snapshot),
+        codec::seal_value("dead", &dead),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        seeds.push(sealed[5..].to_vec());
+        seeds.push(sealed);
+    }
+    seeds.push(codec::seal_output(7, 3, &[3, 1, 2, 3]).0);
+    seeds
+}
