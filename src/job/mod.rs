@@ -120,7 +120,7 @@ impl Default for JobOptions {
             input_manifest: None,
             total_records: None,
             commit_policy: CommitPolicy::default(),
-            snapshot_every_commits: 64,
+            snapshot_every_commits: 16,
             keep_snapshots: 3,
             create: true,
         }
@@ -159,7 +159,7 @@ impl JobOptions {
         self
     }
 
-    /// Write a snapshot of the state in every Nth commit. Default: 64. Resume replays at
+    /// Write a snapshot of the state in every Nth commit. Default: 16. Resume replays at
     /// most this many commits. 0 disables snapshots written on the commit path.
     pub fn snapshot_every_commits(mut self, commits: u64) -> Self {
         self.snapshot_every_commits = commits;

@@ -27,16 +27,30 @@ pub(crate) struct RangeDiff {
     pub written: Vec<(u64, u64)>,
 }
 
-impl RangeDiff {
-    fn merge(&mut self, other: RangeDiff) {
-        for start in other.removed {
-            self.written.retain(|&(s, _)| s != start);
-            self.removed.push(start);
+/// Accumulates the diffs of many single-id updates in O(log n) each: a later write of a
+/// start cancels an earlier removal of it, and a later removal cancels an earlier write.
+#[derive(Default)]
+struct DiffBuilder {
+    removed: std::collections::BTreeSet<u64>,
+    written: BTreeMap<u64, u64>,
+}
+
+impl DiffBuilder {
+    fn add(&mut self, diff: RangeDiff) {
+        for start in diff.removed {
+            self.written.remove(&start);
+            self.removed.insert(start);
         }
-        for (s, e) in other.written {
-            self.removed.retain(|&r| r != s);
-            self.written.retain(|&(ws, _)| ws != s);
-            self.written.push((s, e));
+        for (s, e) in diff.written {
+            self.removed.remove(&s);
+            self.written.insert(s, e);
+        }
+    }
+
+    fn finish(self) -> RangeDiff {
+        RangeDiff {
+            removed: self.removed.into_iter().collect(),
+            written: self.written.into_iter().collect(),
         }
     }
 }
@@ -172,12 +186,12 @@ impl RangeSet {
 
     /// Inserts every id of `ids` (any order); returns the diff for the store.
     pub(crate) fn insert_all(&mut self, ids: impl IntoIterator<Item = u64>) -> RangeDiff {
-        let mut total = RangeDiff::default();
+        let mut total = DiffBuilder::default();
         for id in ids {
             let (_, diff) = self.insert(id);
-            total.merge(diff);
+            total.add(diff);
         }
-        total
+        total.finish()
     }
 
     /// Removes one id; returns whether it was present, and the stored-range diff.
@@ -206,12 +220,12 @@ impl RangeSet {
 
     /// Removes every id of `ids`; returns the diff for the store.
     pub(crate) fn remove_all(&mut self, ids: impl IntoIterator<Item = u64>) -> RangeDiff {
-        let mut total = RangeDiff::default();
+        let mut total = DiffBuilder::default();
         for id in ids {
             let (_, diff) = self.remove(id);
-            total.merge(diff);
+            total.add(diff);
         }
-        total
+        total.finish()
     }
 }
 

@@ -124,17 +124,30 @@ impl StoreOptions {
             }
             Ok(_) => {}
         }
-        let db = if self.read_only {
-            let db = self
-                .builder()
-                .open_read_only(path)
-                .map_err(|e| open_error(path, e))?;
-            Db::ReadOnly(db)
-        } else {
-            let db = self.builder().open(path).map_err(|e| open_error(path, e))?;
-            Db::ReadWrite(RwLock::new(db))
-        };
-        Store::from_db(db, path.display().to_string(), Some(path.to_owned()))
+        // redb verifies page checksums only when asked (verify_on_open, read-write): a plain
+        // or read-only open of a damaged file can panic inside redb. Such a panic is turned
+        // into `Corrupt` here rather than unwinding through the caller.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let db = if self.read_only {
+                let db = self
+                    .builder()
+                    .open_read_only(path)
+                    .map_err(|e| open_error(path, e))?;
+                Db::ReadOnly(db)
+            } else {
+                let db = self.builder().open(path).map_err(|e| open_error(path, e))?;
+                Db::ReadWrite(RwLock::new(db))
+            };
+            Store::from_db(db, path.display().to_string(), Some(path.to_owned()))
+        }));
+        opened.unwrap_or_else(|payload| {
+            let detail = Error::from_panic("opening the store", payload.as_ref());
+            Err(Error::corrupt(
+                format!("store file {}", path.display()),
+                "a readable redb file",
+                detail.to_string(),
+            ))
+        })
     }
 
     /// Opens (or creates) a store on a simulated disk, to crash-test a job: arm a fault on
