@@ -37,8 +37,19 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String
 
 /// Decodes a bincode payload, requiring that it is consumed whole.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let (value, used) =
-        bincode::serde::decode_from_slice::<T, _>(bytes, config()).map_err(|e| e.to_string())?;
+    // A length prefix can claim up to the limit before the decoder finds the bytes missing,
+    // so the limit scales with the input: no serde value decodes to more than a few dozen
+    // times its bincode size (an empty `String` is 1 byte encoded, 24 in memory), and 64x
+    // leaves room. A few hostile bytes therefore cannot make us allocate more than 1 MiB.
+    let claim = bytes.len().saturating_mul(64);
+    let decoded = if claim <= 1 << 20 {
+        decode_limited::<T, { 1 << 20 }>(bytes)
+    } else if claim <= 64 << 20 {
+        decode_limited::<T, { 64 << 20 }>(bytes)
+    } else {
+        decode_limited::<T, DECODE_LIMIT>(bytes)
+    };
+    let (value, used) = decoded.map_err(|e| e.to_string())?;
     if used != bytes.len() {
         return Err(format!(
             "{} trailing bytes after the value",
@@ -46,6 +57,15 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
         ));
     }
     Ok(value)
+}
+
+fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice::<T, _>(
+        bytes,
+        bincode::config::standard().with_limit::<LIMIT>(),
+    )
 }
 
 /// Frames a payload in an envelope.
@@ -242,6 +262,15 @@ mod tests {
         // A varint length of u64::MAX for a Vec<u8>.
         let hostile = [253u8, 255, 255, 255, 255, 255, 255, 255, 255];
         assert!(decode::<Vec<u8>>(&hostile).is_err());
+    }
+
+    #[test]
+    fn a_small_input_cannot_claim_a_large_allocation() {
+        // 9 bytes claiming a 500 MB string: refused by the limit, before allocating it.
+        let mut hostile = vec![253u8];
+        hostile.extend_from_slice(&500_000_000u64.to_le_bytes());
+        let err = decode::<String>(&hostile).expect_err("must be refused");
+        assert!(err.contains("imit"), "expected a limit error, got {err}");
     }
 
     #[test]

@@ -71,6 +71,7 @@
 //! # On-disk format
 //! See the table layout in the repository's `FORMAT.md`; all integers are little-endian.
 
+mod bytes;
 mod codec;
 pub mod demo;
 mod error;
@@ -84,6 +85,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use bytes::Bytes;
 pub use error::{BoxError, Error, Result};
 pub use job::{
     CommitPolicy, CommitReceipt, Discard, Durability, Fold, Job, JobOptions, JobStats, Submit,

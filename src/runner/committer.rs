@@ -9,6 +9,7 @@
 //! `max_group_records`, or the adaptive policy's current choice), `max_group_bytes`, or
 //! when its oldest record has waited `max_group_delay`.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -65,7 +66,7 @@ struct Committer<'a, 'j, S: Fold> {
 /// worker blocks), and returns the error; the job handle is poisoned by then.
 pub(crate) fn run<S: Fold>(
     job: &mut Job<S>,
-    inbox: &Receiver<Outcome<S::Output>>,
+    inbox: &Receiver<Vec<Outcome<S::Output>>>,
     ctx: CommitterCtx<'_>,
 ) -> Result<()> {
     let sizer = ctx
@@ -101,12 +102,13 @@ pub(crate) fn run<S: Fold>(
 }
 
 impl<S: Fold> Committer<'_, '_, S> {
-    fn run(&mut self, inbox: &Receiver<Outcome<S::Output>>) -> Result<()> {
+    fn run(&mut self, inbox: &Receiver<Vec<Outcome<S::Output>>>) -> Result<()> {
         let policy = self.job.options().commit_policy.clone();
         let deferred = match policy.durability {
             Durability::Deferred { max_interval } => Some(max_interval),
             _ => None,
         };
+        let mut backlog: VecDeque<Outcome<S::Output>> = VecDeque::new();
         loop {
             let target = self.target(policy.max_group_records);
             let mut wait = match self.first_queued {
@@ -118,18 +120,23 @@ impl<S: Fold> Committer<'_, '_, S> {
             {
                 wait = wait.min(interval);
             }
-            match inbox.recv_timeout(wait) {
-                Ok(o) => {
-                    self.accept(o)?;
-                    while self.job.pending() < target {
-                        match inbox.try_recv() {
-                            Ok(o) => self.accept(o)?,
-                            Err(_) => break,
-                        }
-                    }
+            // Outcomes arrive in batches; what does not fit in this group waits in
+            // `backlog` for the next one (which is then due at once).
+            if backlog.is_empty() {
+                match inbox.recv_timeout(wait) {
+                    Ok(batch) => backlog.extend(batch),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while self.job.pending() < target {
+                if let Some(o) = backlog.pop_front() {
+                    self.accept(o)?;
+                } else if let Ok(batch) = inbox.try_recv() {
+                    backlog.extend(batch);
+                } else {
+                    break;
+                }
             }
             let pending = self.job.pending();
             let due = pending >= target

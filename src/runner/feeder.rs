@@ -14,7 +14,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, select};
 use parking_lot::Mutex;
 
 use super::retry::{Jitter, ProcessError, RetryPolicy};
@@ -52,10 +52,11 @@ pub(crate) enum Outcome<O> {
 
 /// What a worker tells the feeder about a task it took.
 pub(crate) enum Feedback<R> {
-    /// Its outcome went to the committer.
-    Settled,
-    /// It was dropped unprocessed because the run is stopping.
-    Abandoned,
+    /// This many outcomes went to the committer.
+    Settled(usize),
+    /// This many were dropped unprocessed because the run is stopping (or their outcomes
+    /// could not be handed over because the committer is gone).
+    Abandoned(usize),
     /// It failed transiently and should be tried again.
     Retry { task: Task<R>, error: String },
 }
@@ -93,77 +94,130 @@ pub(crate) struct WorkerCtx<'a, P> {
     pub cancel: &'a AtomicBool,
     pub recorder: &'a Mutex<Recorder>,
     pub job: &'a str,
+    /// Most outcomes a worker hands over at once.
+    pub batch: usize,
+    /// Longest an outcome waits on its worker for others to join its batch.
+    pub flush_after: Duration,
 }
 
 /// A worker's loop: until the feeder closes the task channel.
+///
+/// Tasks arrive in batches and outcomes leave in batches (one channel operation, and at most
+/// one wake-up of the committer, per batch rather than per record). An outcome is never held
+/// for long: the batch goes out when it has `ctx.batch` outcomes, when its oldest outcome
+/// has waited `ctx.flush_after` or a record took that long itself (unless the committer's
+/// inbox is full: then it waits to join a fuller batch), and always before the worker would
+/// block waiting for input.
 pub(crate) fn work<R, O, P>(
     ctx: &WorkerCtx<'_, P>,
-    tasks: &Receiver<Task<R>>,
-    outcomes: &Sender<Outcome<O>>,
+    tasks: &Receiver<Vec<Task<R>>>,
+    outcomes: &Sender<Vec<Outcome<O>>>,
     feedback: &Sender<Feedback<R>>,
 ) where
     P: Fn(u64, &R) -> Result<O, ProcessError> + Sync,
 {
-    for task in tasks {
-        if ctx.cancel.load(Ordering::SeqCst) {
-            let _ = feedback.send(Feedback::Abandoned);
-            continue;
+    let mut out: Vec<Outcome<O>> = Vec::with_capacity(ctx.batch);
+    let mut oldest: Option<Instant> = None;
+    // The outcome goes first: once the feeder hears "settled" it may end the run.
+    // With `wait` false, a full inbox (the committer is busy) keeps the outcomes here to
+    // join the next batch, so small batches never fill the committer's inbox.
+    let flush = |out: &mut Vec<Outcome<O>>, oldest: &mut Option<Instant>, wait: bool| {
+        if out.is_empty() {
+            *oldest = None;
+            return;
         }
-        let started = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| (ctx.process)(task.id, &task.record)))
-            .unwrap_or_else(|payload| {
-                ctx.recorder.lock().stats.panics += 1;
-                let message = format!("processor panicked: {}", panic_message(payload.as_ref()));
-                tracing::warn!(job = ctx.job, id = task.id, attempt = task.attempt, %message, "panic caught");
-                Err(if ctx.panics_are_permanent {
-                    ProcessError::permanent(message)
-                } else {
-                    ProcessError::transient(message)
-                })
-            });
-        let ready = Instant::now();
-        let busy = ready - started;
-        let (outcome, fb) = match result {
-            Ok(output) => (
-                Some(Outcome::Output {
+        let n = out.len();
+        let batch = std::mem::replace(out, Vec::with_capacity(ctx.batch));
+        let sent = if wait {
+            outcomes.send(batch).is_ok()
+        } else {
+            match outcomes.try_send(batch) {
+                Ok(()) => true,
+                Err(TrySendError::Full(batch)) => {
+                    *out = batch;
+                    return;
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            }
+        };
+        *oldest = None;
+        let _ = feedback.send(if sent {
+            Feedback::Settled(n)
+        } else {
+            Feedback::Abandoned(n)
+        });
+    };
+    loop {
+        let batch = match tasks.try_recv() {
+            Ok(batch) => batch,
+            Err(TryRecvError::Empty) => {
+                // About to wait for input: nothing may sit here meanwhile.
+                flush(&mut out, &mut oldest, true);
+                match tasks.recv() {
+                    Ok(batch) => batch,
+                    Err(_) => break,
+                }
+            }
+            Err(TryRecvError::Disconnected) => break,
+        };
+        let mut abandoned = 0;
+        for task in batch {
+            if ctx.cancel.load(Ordering::SeqCst) {
+                abandoned += 1;
+                continue;
+            }
+            let started = Instant::now();
+            let result = catch_unwind(AssertUnwindSafe(|| (ctx.process)(task.id, &task.record)))
+                .unwrap_or_else(|payload| {
+                    ctx.recorder.lock().stats.panics += 1;
+                    let message =
+                        format!("processor panicked: {}", panic_message(payload.as_ref()));
+                    tracing::warn!(job = ctx.job, id = task.id, attempt = task.attempt, %message, "panic caught");
+                    Err(if ctx.panics_are_permanent {
+                        ProcessError::permanent(message)
+                    } else {
+                        ProcessError::transient(message)
+                    })
+                });
+            let ready = Instant::now();
+            let busy = ready - started;
+            match result {
+                Ok(output) => out.push(Outcome::Output {
                     id: task.id,
                     output,
                     ready,
                     busy,
                 }),
-                Feedback::Settled,
-            ),
-            Err(e) if ctx.retry.retries_after(task.attempt, &e) => {
-                let error = e.message();
-                (None, Feedback::Retry { task, error })
-            }
-            Err(e) => {
-                tracing::info!(job = ctx.job, id = task.id, attempts = task.attempt, error = %e, "record dead-lettered");
-                (
-                    Some(Outcome::Dead {
+                Err(e) if ctx.retry.retries_after(task.attempt, &e) => {
+                    let error = e.message();
+                    let _ = feedback.send(Feedback::Retry { task, error });
+                    continue;
+                }
+                Err(e) => {
+                    tracing::info!(job = ctx.job, id = task.id, attempts = task.attempt, error = %e, "record dead-lettered");
+                    out.push(Outcome::Dead {
                         id: task.id,
                         attempts: task.attempt,
                         error: e.message(),
                         ready,
                         busy,
-                    }),
-                    Feedback::Settled,
-                )
-            }
-        };
-        // The outcome goes first: once the feeder hears "settled" it may end the run.
-        let fb = match outcome {
-            Some(o) => {
-                if outcomes.send(o).is_err() {
-                    Feedback::Abandoned
-                } else {
-                    fb
+                    });
                 }
             }
-            None => fb,
-        };
-        let _ = feedback.send(fb);
+            let first = *oldest.get_or_insert(ready);
+            if out.len() >= ctx.batch {
+                flush(&mut out, &mut oldest, true);
+            } else if busy >= ctx.flush_after
+                || ready.saturating_duration_since(first) >= ctx.flush_after
+            {
+                flush(&mut out, &mut oldest, false);
+            }
+        }
+        if abandoned > 0 {
+            let _ = feedback.send(Feedback::Abandoned(abandoned));
+        }
     }
+    flush(&mut out, &mut oldest, true);
 }
 
 /// The panic payload's message, when it is a string.
@@ -187,6 +241,8 @@ pub(crate) struct FeederCtx<'a> {
     pub recorder: &'a Mutex<Recorder>,
     pub seed: u64,
     pub job: &'a str,
+    /// Most tasks sent to the workers at once.
+    pub batch: usize,
 }
 
 /// Feeds the workers until the source ends (and every record is settled) or the run stops.
@@ -194,9 +250,11 @@ pub(crate) struct FeederCtx<'a> {
 pub(crate) fn feed<Src: Source>(
     ctx: &FeederCtx<'_>,
     source: &mut Src,
-    tasks: Sender<Task<Src::Record>>,
+    tasks: Sender<Vec<Task<Src::Record>>>,
     feedback: &Receiver<Feedback<Src::Record>>,
 ) -> RunEnd {
+    // Tasks read but not sent yet; counted in `outstanding`.
+    let mut batch: Vec<Task<Src::Record>> = Vec::with_capacity(ctx.batch);
     let mut heap: BinaryHeap<Delayed<Src::Record>> = BinaryHeap::new();
     let mut order = 0u64;
     let mut jitter = Jitter::new(ctx.seed);
@@ -208,21 +266,28 @@ pub(crate) fn feed<Src: Source>(
     let mut on_feedback = |fb: Feedback<Src::Record>,
                            outstanding: &mut usize,
                            heap: &mut BinaryHeap<Delayed<Src::Record>>| {
-        *outstanding -= 1;
-        if let Feedback::Retry { task, error } = fb {
-            let delay = ctx.retry.delay(task.attempt, jitter.unit());
-            tracing::debug!(job = ctx.job, id = task.id, attempt = task.attempt, ?delay, %error, "record will be retried");
-            ctx.recorder.lock().stats.retries += 1;
-            order += 1;
-            heap.push(Delayed {
-                due: Instant::now() + delay,
-                order,
-                task: Task {
-                    attempt: task.attempt + 1,
-                    ..task
-                },
-            });
-        }
+        let (task, error) = match fb {
+            Feedback::Settled(n) | Feedback::Abandoned(n) => {
+                *outstanding -= n;
+                return;
+            }
+            Feedback::Retry { task, error } => {
+                *outstanding -= 1;
+                (task, error)
+            }
+        };
+        let delay = ctx.retry.delay(task.attempt, jitter.unit());
+        tracing::debug!(job = ctx.job, id = task.id, attempt = task.attempt, ?delay, %error, "record will be retried");
+        ctx.recorder.lock().stats.retries += 1;
+        order += 1;
+        heap.push(Delayed {
+            due: Instant::now() + delay,
+            order,
+            task: Task {
+                attempt: task.attempt + 1,
+                ..task
+            },
+        });
     };
 
     // Skip what is done before the first read.
@@ -248,55 +313,71 @@ pub(crate) fn feed<Src: Source>(
             end = RunEnd::Stopped;
         }
         if stopping {
-            // Records waiting for a retry are simply not settled: the next run takes them.
+            // Records waiting for a retry are simply not settled: the next run takes them;
+            // nor are records read but not sent yet.
             ctx.cancel.store(true, Ordering::SeqCst);
             heap.clear();
+            outstanding -= batch.len();
+            batch.clear();
             source_done = true;
         }
         if source_done && outstanding == 0 && heap.is_empty() {
             break;
         }
 
-        let next = if heap.peek().is_some_and(|d| d.due <= Instant::now()) {
-            heap.pop().map(|d| d.task)
-        } else if !source_done && outstanding + heap.len() < ctx.max_in_flight {
-            match source.next_record() {
-                None => {
-                    source_done = true;
-                    None
-                }
-                Some(Err(e)) => {
-                    tracing::error!(job = ctx.job, error = %e, "the source failed; stopping the run");
-                    end = RunEnd::SourceFailed(e);
-                    source_done = true;
-                    None
-                }
-                Some(Ok((id, record))) => {
-                    if let Some(to) = ctx.done.done_until(id) {
-                        ctx.recorder.lock().stats.skipped += 1;
-                        if let Err(e) = seek(source, to) {
-                            end = RunEnd::SourceFailed(e);
-                            source_done = true;
-                        }
+        let can_take = heap.peek().is_some_and(|d| d.due <= Instant::now())
+            || (!source_done && outstanding + heap.len() < ctx.max_in_flight);
+        if can_take && batch.len() < ctx.batch {
+            let next = if heap.peek().is_some_and(|d| d.due <= Instant::now()) {
+                heap.pop().map(|d| d.task)
+            } else {
+                match source.next_record() {
+                    None => {
+                        source_done = true;
                         None
-                    } else {
-                        // Jump over a done range that starts right after this record, so a
-                        // seekable source never loads a record only to skip it.
-                        if let Some(to) = id.checked_add(1).and_then(|n| ctx.done.done_until(n))
-                            && let Err(e) = seek(source, to)
-                        {
-                            end = RunEnd::SourceFailed(e);
-                            source_done = true;
+                    }
+                    Some(Err(e)) => {
+                        tracing::error!(job = ctx.job, error = %e, "the source failed; stopping the run");
+                        end = RunEnd::SourceFailed(e);
+                        source_done = true;
+                        None
+                    }
+                    Some(Ok((id, record))) => {
+                        if let Some(to) = ctx.done.done_until(id) {
+                            ctx.recorder.lock().stats.skipped += 1;
+                            if let Err(e) = seek(source, to) {
+                                end = RunEnd::SourceFailed(e);
+                                source_done = true;
+                            }
+                            None
+                        } else {
+                            // Jump over a done range that starts right after this record, so a
+                            // seekable source never loads a record only to skip it.
+                            if let Some(to) = id.checked_add(1).and_then(|n| ctx.done.done_until(n))
+                                && let Err(e) = seek(source, to)
+                            {
+                                end = RunEnd::SourceFailed(e);
+                                source_done = true;
+                            }
+                            Some(Task {
+                                id,
+                                record,
+                                attempt: 1,
+                            })
                         }
-                        Some(Task {
-                            id,
-                            record,
-                            attempt: 1,
-                        })
                     }
                 }
+            };
+            if let Some(task) = next {
+                batch.push(task);
+                outstanding += 1;
             }
-        } else {
+            // While the workers have work queued, fill the batch; when they may be idle,
+            // send what there is at once.
+            if batch.is_empty() || (batch.len() < ctx.batch && !tasks.is_empty()) {
+                continue;
+            }
+        } else if batch.is_empty() {
             // Nothing to send now: wait for feedback, a retry coming due, or a stop.
             let wait = heap.peek().map_or(Duration::from_hours(1), |d| {
                 d.due.saturating_duration_since(Instant::now())
@@ -310,22 +391,25 @@ pub(crate) fn feed<Src: Source>(
                 recv(ctx.stop.wake) -> _ => {},
                 default(wait) => {},
             }
-            None
-        };
+            continue;
+        }
 
-        if let Some(task) = next {
-            // A blocked send must not delay a stop: the stop wakes this select, and the
-            // unsent task is dropped (not settled, so the next run takes it).
-            select! {
-                send(tasks, task) -> sent => {
-                    if sent.is_ok() {
-                        outstanding += 1;
-                    } else {
-                        break;
-                    }
-                },
-                recv(ctx.stop.wake) -> _ => {},
-            }
+        // A blocked send must not delay a stop: the stop wakes this select, and the unsent
+        // tasks are dropped at the top of the loop (not settled, so the next run takes them).
+        let sending = batch.len();
+        let mut sent = false;
+        select! {
+            send(tasks, std::mem::replace(&mut batch, Vec::with_capacity(ctx.batch))) -> r => {
+                if r.is_err() {
+                    break;
+                }
+                sent = true;
+            },
+            recv(ctx.stop.wake) -> _ => {},
+        }
+        if !sent && batch.is_empty() {
+            // The batch was moved into the send that was not chosen, and is gone.
+            outstanding -= sending;
         }
     }
     drop(tasks);

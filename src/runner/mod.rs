@@ -121,6 +121,12 @@ pub struct RunReport<S: Fold> {
     pub stats: Stats,
 }
 
+/// Most records in one batch from the feeder to a worker, or from a worker to the committer.
+const MAX_BATCH: usize = 16;
+/// Longest an outcome waits on its worker for a batch to fill (and at most a quarter of the
+/// job's `max_group_delay`).
+const MAX_FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
+
 type AckFn = Box<dyn FnMut(&DurableAck) + Send>;
 
 /// Runs a job's records through a processor on N worker threads, group-committing their
@@ -207,8 +213,9 @@ impl<S: Fold> Runner<S> {
     }
 
     /// Capacity of each bounded channel (records queued for workers, outcomes queued for
-    /// the committer); it bounds memory when one side outruns the other. At most twice
-    /// this plus the workers are in flight. Default: 64 per worker, at least 256.
+    /// the committer), in records; it bounds memory when one side outruns the other. At most
+    /// twice this plus the workers are in flight. Records travel in small batches (up to 16,
+    /// and at most this over twice the workers). Default: 64 per worker, at least 256.
     pub fn queue_capacity(mut self, records: usize) -> Self {
         self.queue_capacity = Some(records.max(1));
         self
@@ -348,8 +355,18 @@ impl<S: Fold> Runner<S> {
         let abort = AtomicBool::new(false);
         let cancel = AtomicBool::new(false);
         let recorder: &Mutex<Recorder> = &stats.inner;
-        let (task_tx, task_rx) = crossbeam_channel::bounded(capacity);
-        let (outcome_tx, outcome_rx) = crossbeam_channel::bounded(capacity);
+        // Tasks and outcomes travel in batches of up to `batch` records, so a hand-off (and
+        // the wake-up it may cost) is shared by several records; the channels hold at most
+        // `capacity` records each.
+        let batch = (capacity / (2 * workers)).clamp(1, MAX_BATCH);
+        let (task_tx, task_rx) = crossbeam_channel::bounded((capacity / batch).max(1));
+        let (outcome_tx, outcome_rx) = crossbeam_channel::bounded((capacity / batch).max(1));
+        let flush_after = job
+            .options()
+            .commit_policy
+            .max_group_delay
+            .min(MAX_FLUSH_AFTER * 4)
+            / 4;
         let (feedback_tx, feedback_rx) = crossbeam_channel::unbounded();
 
         let worker_ctx = WorkerCtx {
@@ -359,6 +376,8 @@ impl<S: Fold> Runner<S> {
             cancel: &cancel,
             recorder,
             job: &name,
+            batch,
+            flush_after,
         };
         let (end, committed) = std::thread::scope(|scope| {
             let ctx = committer::CommitterCtx {
@@ -393,6 +412,7 @@ impl<S: Fold> Runner<S> {
                 recorder,
                 seed,
                 job: &name,
+                batch,
             };
             let end = feeder::feed(&feeder_ctx, &mut source, task_tx, &feedback_rx);
             let result = committer

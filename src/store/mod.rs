@@ -141,11 +141,14 @@ impl StoreOptions {
             Store::from_db(db, path.display().to_string(), Some(path.to_owned()))
         }));
         opened.unwrap_or_else(|payload| {
-            let detail = Error::from_panic("opening the store", payload.as_ref());
+            let detail = match Error::from_panic("opening the store", payload.as_ref()) {
+                Error::Panicked { message, .. } => message,
+                other => other.to_string(),
+            };
             Err(Error::corrupt(
                 format!("store file {}", path.display()),
-                "a readable redb file",
-                detail.to_string(),
+                "pages redb can read",
+                format!("damaged pages (redb: {detail})"),
             ))
         })
     }
