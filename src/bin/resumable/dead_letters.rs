@@ -1,13 +1,12 @@
 //! `resumable dead-letters`: records that failed too often, waiting for an operator.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use comfy_table::Cell;
 use serde_json::json;
 
-use crate::open;
+use crate::open::JobArgs;
 use crate::output::{self, Out, count, num};
 
 const LONG_ABOUT: &str = "\
@@ -22,19 +21,15 @@ job again.
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct Args {
-    /// The store file.
-    store: PathBuf,
     /// Print JSON (the shape is in the long help).
     #[arg(long)]
     pub(crate) json: bool,
-    /// The job (default: the store's only job).
-    #[arg(long)]
-    job: Option<String>,
+    #[command(flatten)]
+    target: JobArgs,
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
-    let store = open::read(&args.store)?;
-    let job = open::job(&store, args.job.as_deref())?;
+    let (store, job) = args.target.open_read()?;
     let letters = store.dead_letters(&job)?;
     let mut out = Out::new();
     if json {

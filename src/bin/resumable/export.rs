@@ -1,13 +1,12 @@
 //! `resumable export`: a job's outputs in id order, one per line (the store is the outbox).
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use resumable::demo::{DemoOutput, DemoTotals};
 use resumable::{Fold as _, StoredOutput};
 
-use crate::open;
+use crate::open::JobArgs;
 use crate::output::Out;
 
 const LONG_ABOUT: &str = "\
@@ -34,11 +33,8 @@ pub(crate) enum Format {
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct Args {
-    /// The store file.
-    store: PathBuf,
-    /// The job (default: the store's only job).
-    #[arg(long)]
-    job: Option<String>,
+    #[command(flatten)]
+    target: JobArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     format: Format,
@@ -102,8 +98,7 @@ fn csv_value(v: &serde_json::Value) -> String {
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let store = open::read(&args.store)?;
-    let job = open::job(&store, args.job.as_deref())?;
+    let (store, job) = args.target.open_read()?;
     let status = store.status(&job)?;
     let decoder = Decoder::for_state_type(&status.state_type);
     let end = args.to.map_or(u64::MAX, |to| to.saturating_add(1));

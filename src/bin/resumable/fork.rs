@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::open;
+use crate::open::JobArgs;
 use crate::output::{Out, count};
 
 const LONG_ABOUT: &str = "\
@@ -22,14 +22,11 @@ forks an empty job.
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct Args {
-    /// The store file.
-    store: PathBuf,
     /// Print JSON (the shape is in the long help).
     #[arg(long)]
     pub(crate) json: bool,
-    /// The job (default: the store's only job).
-    #[arg(long)]
-    job: Option<String>,
+    #[command(flatten)]
+    target: JobArgs,
     /// The snapshot generation to fork at (see `resumable snapshots`).
     #[arg(long, value_name = "GEN")]
     at: u64,
@@ -46,8 +43,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         ));
     }
     // Read-write: the fork must not race a running job, and a crashed store is recovered.
-    let store = open::write(&args.store)?;
-    let job = open::job(&store, args.job.as_deref())?;
+    let (store, job) = args.target.open_write()?;
     let report = store.fork(&job, args.at, &args.into)?;
     let mut out = Out::new();
     if json {

@@ -1,13 +1,12 @@
 //! `resumable lineage`: a job's commit log, with the ids each commit covered and its hashes.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use resumable::LineageEntry;
 use serde_json::json;
 
-use crate::open;
+use crate::open::JobArgs;
 use crate::output::{self, Out, count, num};
 
 const LONG_ABOUT: &str = "\
@@ -26,14 +25,11 @@ Hashes are 16 lowercase hex digits.";
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct Args {
-    /// The store file.
-    store: PathBuf,
     /// Print JSON (the shape is in the long help).
     #[arg(long)]
     pub(crate) json: bool,
-    /// The job (default: the store's only job).
-    #[arg(long)]
-    job: Option<String>,
+    #[command(flatten)]
+    target: JobArgs,
     /// First commit sequence number to show.
     #[arg(long, default_value_t = 1)]
     from: u64,
@@ -60,8 +56,7 @@ pub(crate) fn entry_json(e: &LineageEntry) -> serde_json::Value {
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
-    let store = open::read(&args.store)?;
-    let job = open::job(&store, args.job.as_deref())?;
+    let (store, job) = args.target.open_read()?;
     let entries = store.lineage(&job, args.from, args.limit)?;
     let mut out = Out::new();
     if json {

@@ -1,11 +1,52 @@
 //! How subcommands open a store and pick a job.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use resumable::{Error, Store, StoreOptions};
 
 use crate::output::note;
+
+/// The store and `--job` arguments most subcommands share; flattened into their `Args` with
+/// `#[command(flatten)]`. Commands where no `--job` means every job (status, verify) replace
+/// the `--job` help with `#[command(mut_arg("job", ...))]`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct JobArgs {
+    /// The store file.
+    store: PathBuf,
+    /// The job (default: the store's only job).
+    #[arg(long)]
+    job: Option<String>,
+}
+
+impl JobArgs {
+    /// The store file named on the command line.
+    pub(crate) fn store(&self) -> &Path {
+        &self.store
+    }
+
+    /// Opens the store for reading (see [`read`]) and picks the job (see [`job`]).
+    pub(crate) fn open_read(&self) -> anyhow::Result<(Store, String)> {
+        let store = read(&self.store)?;
+        let job = job(&store, self.job.as_deref())?;
+        Ok((store, job))
+    }
+
+    /// Opens the store for writing (see [`write`]) and picks the job (see [`job`]).
+    pub(crate) fn open_write(&self) -> anyhow::Result<(Store, String)> {
+        let store = write(&self.store)?;
+        let job = job(&store, self.job.as_deref())?;
+        Ok((store, job))
+    }
+
+    /// The job named with `--job`, or else every job in the store.
+    pub(crate) fn named_or_all(&self, store: &Store) -> anyhow::Result<Vec<String>> {
+        Ok(match &self.job {
+            Some(name) => vec![name.clone()],
+            None => store.jobs()?,
+        })
+    }
+}
 
 fn require_file(path: &Path) -> anyhow::Result<()> {
     if std::fs::symlink_metadata(path).is_err() {

@@ -1,12 +1,11 @@
 //! `resumable pin` / `unpin`: keep a snapshot from retention (a savepoint), or release it.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::open;
+use crate::open::JobArgs;
 use crate::output::Out;
 
 const LONG_ABOUT: &str = "\
@@ -22,21 +21,17 @@ where pinned lists every pinned generation afterwards.";
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct PinArgs {
-    /// The store file.
-    store: PathBuf,
     /// Print JSON (the shape is in the long help).
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    target: JobArgs,
     /// The snapshot generation (see `resumable snapshots`).
     generation: u64,
-    /// The job (default: the store's only job).
-    #[arg(long)]
-    job: Option<String>,
 }
 
 pub(crate) fn run(args: &PinArgs, json: bool, pin: bool) -> anyhow::Result<ExitCode> {
-    let store = open::write(&args.store)?;
-    let job = open::job(&store, args.job.as_deref())?;
+    let (store, job) = args.target.open_write()?;
     let pinned = if pin {
         store.pin(&job, args.generation)?
     } else {

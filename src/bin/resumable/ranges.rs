@@ -1,12 +1,11 @@
 //! `resumable ranges`: a job's done id ranges and the gaps between them.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::open;
+use crate::open::JobArgs;
 use crate::output::{self, Out, count, num};
 
 const LONG_ABOUT: &str = "\
@@ -24,19 +23,15 @@ Ranges are half-open: END is the first id not in the range.";
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct Args {
-    /// The store file.
-    store: PathBuf,
     /// Print JSON (the shape is in the long help).
     #[arg(long)]
     pub(crate) json: bool,
-    /// The job (default: the store's only job).
-    #[arg(long)]
-    job: Option<String>,
+    #[command(flatten)]
+    target: JobArgs,
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
-    let store = open::read(&args.store)?;
-    let job = open::job(&store, args.job.as_deref())?;
+    let (store, job) = args.target.open_read()?;
     let status = store.status(&job)?;
     let done = store.done_ranges(&job)?;
     let done_list: Vec<(u64, u64)> = done.ranges().map(|r| (r.start, r.end)).collect();

@@ -1,12 +1,11 @@
 //! `resumable requeue`: put dead letters back in line for the next run.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::open;
+use crate::open::JobArgs;
 use crate::output::{self, Out, count};
 
 const LONG_ABOUT: &str = "\
@@ -22,14 +21,11 @@ running. Ids listed that are not dead letters are named on stderr and otherwise 
 #[command(long_about = LONG_ABOUT)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["all", "ids"])))]
 pub(crate) struct Args {
-    /// The store file.
-    store: PathBuf,
     /// Print JSON (the shape is in the long help).
     #[arg(long)]
     pub(crate) json: bool,
-    /// The job (default: the store's only job).
-    #[arg(long)]
-    job: Option<String>,
+    #[command(flatten)]
+    target: JobArgs,
     /// Requeue every dead letter.
     #[arg(long)]
     all: bool,
@@ -39,8 +35,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
-    let store = open::write(&args.store)?;
-    let job = open::job(&store, args.job.as_deref())?;
+    let (store, job) = args.target.open_write()?;
     let wanted = (!args.all).then_some(args.ids.as_slice());
     let requeued = store.requeue(&job, wanted)?;
     let missing: Vec<u64> = args

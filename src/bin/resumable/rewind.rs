@@ -1,13 +1,12 @@
 //! `resumable rewind`: cut a job back to a snapshot, dropping the commits after it.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use resumable::{RewindReport, Store};
 use serde_json::json;
 
-use crate::open;
+use crate::open::JobArgs;
 use crate::output::{self, Out, count};
 
 const LONG_ABOUT: &str = "\
@@ -30,14 +29,11 @@ seq is the job's last commit afterwards.";
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct Args {
-    /// The store file.
-    store: PathBuf,
     /// Print JSON (the shape is in the long help).
     #[arg(long)]
     pub(crate) json: bool,
-    /// The job (default: the store's only job).
-    #[arg(long)]
-    job: Option<String>,
+    #[command(flatten)]
+    target: JobArgs,
     /// The snapshot generation to rewind to (see `resumable snapshots`); 0: the beginning.
     #[arg(long, value_name = "GEN")]
     to_snapshot: u64,
@@ -89,8 +85,7 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
-    let store = open::write(&args.store)?;
-    let job = open::job(&store, args.job.as_deref())?;
+    let (store, job) = args.target.open_write()?;
     let seq = snapshot_seq(&store, &job, args.to_snapshot)?;
     if !args.yes {
         let commits = store.status(&job)?.commits;

@@ -2,14 +2,13 @@
 //! recoveries; and the file's size and free space.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use comfy_table::Cell;
 use resumable::JobStatus;
 use serde_json::json;
 
-use crate::open;
+use crate::open::{self, JobArgs};
 use crate::output::{self, Out, count};
 
 const LONG_ABOUT: &str = "\
@@ -32,15 +31,13 @@ process holds the store crashed; running it again resumes it.";
 /// Show jobs' progress and health.
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
+#[command(mut_arg("job", |a| a.help("Only this job (default: every job in the store)")))]
 pub(crate) struct Args {
-    /// The store file.
-    store: PathBuf,
     /// Print JSON (the shape is in the long help).
     #[arg(long)]
     pub(crate) json: bool,
-    /// Only this job (default: every job in the store).
-    #[arg(long)]
-    job: Option<String>,
+    #[command(flatten)]
+    target: JobArgs,
 }
 
 pub(crate) fn job_json(s: &JobStatus) -> serde_json::Value {
@@ -64,11 +61,8 @@ pub(crate) fn job_json(s: &JobStatus) -> serde_json::Value {
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
-    let store = open::read(&args.store)?;
-    let names = match &args.job {
-        Some(name) => vec![name.clone()],
-        None => store.jobs()?,
-    };
+    let store = open::read(args.target.store())?;
+    let names = args.target.named_or_all(&store)?;
     let statuses = names
         .iter()
         .map(|n| store.status(n))
@@ -77,7 +71,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let mut out = Out::new();
     if json {
         out.json(&json!({
-            "store": args.store.display().to_string(),
+            "store": args.target.store().display().to_string(),
             "file_bytes": space.file_bytes,
             "used_bytes": space.used_bytes,
             "free_bytes": space.free_bytes,
@@ -90,7 +84,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     writeln!(
         out,
         "store {}: {}, {} free{}",
-        args.store.display(),
+        args.target.store().display(),
         output::bytes(space.file_bytes),
         output::bytes(space.free_bytes),
         if space.exact { "" } else { " (estimate)" }

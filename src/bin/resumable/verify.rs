@@ -1,7 +1,6 @@
 //! `resumable verify`: the full check of a store and its jobs.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use resumable::demo::DemoTotals;
@@ -9,6 +8,7 @@ use resumable::{Fold as _, JobOptions, JobState, Store, StoreOptions, VerifyRepo
 use serde_json::json;
 
 use crate::EXIT_PROBLEM;
+use crate::open::JobArgs;
 use crate::output::{self, Out, count};
 
 const LONG_ABOUT: &str = "\
@@ -38,15 +38,13 @@ const ADVICE: &str = "what to do: list the snapshots (`resumable snapshots`) and
 /// Check a store's integrity, checksums, lineage and state.
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
+#[command(mut_arg("job", |a| a.help("Only this job (default: every job)")))]
 pub(crate) struct Args {
-    /// The store file.
-    store: PathBuf,
     /// Print JSON (the shape is in the long help).
     #[arg(long)]
     pub(crate) json: bool,
-    /// Only this job (default: every job).
-    #[arg(long)]
-    job: Option<String>,
+    #[command(flatten)]
+    target: JobArgs,
 }
 
 /// One job's findings.
@@ -152,17 +150,16 @@ fn verify_job(store: &Store, job: &str) -> JobResult {
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
-    if std::fs::symlink_metadata(&args.store).is_err() {
-        anyhow::bail!("no store at {}; check the path", args.store.display());
+    let path = args.target.store();
+    if std::fs::symlink_metadata(path).is_err() {
+        anyhow::bail!("no store at {}; check the path", path.display());
     }
     // Page checksums are checked below, reported as findings rather than an open error.
     let store = StoreOptions::new()
         .create(false)
         .verify_on_open(false)
-        .open(&args.store)
-        .map_err(|e| {
-            anyhow::Error::new(e).context(format!("cannot open {}", args.store.display()))
-        })?;
+        .open(path)
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot open {}", path.display())))?;
     let integrity: Result<(), String> = match store.check_integrity() {
         Ok(true) => Ok(()),
         Ok(false) => Err(
@@ -170,10 +167,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         ),
         Err(e) => Err(e.to_string()),
     };
-    let names = match &args.job {
-        Some(j) => vec![j.clone()],
-        None => store.jobs()?,
-    };
+    let names = args.target.named_or_all(&store)?;
     let results: Vec<JobResult> = names.iter().map(|j| verify_job(&store, j)).collect();
     let first_problem = integrity
         .as_ref()
@@ -186,15 +180,15 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         out.json(&json!({
             "ok": ok,
-            "store": args.store.display().to_string(),
+            "store": path.display().to_string(),
             "integrity": { "ok": integrity.is_ok(), "detail": integrity.as_ref().err() },
             "jobs": results.iter().map(JobResult::json).collect::<Vec<_>>(),
             "first_problem": first_problem.as_ref().map(|(item, detail)| json!({ "item": item, "detail": detail })),
         }))?;
     } else {
         match &integrity {
-            Ok(()) => writeln!(out, "store {}: page checksums ok", args.store.display())?,
-            Err(d) => writeln!(out, "store {}: DAMAGED: {d}", args.store.display())?,
+            Ok(()) => writeln!(out, "store {}: page checksums ok", path.display())?,
+            Err(d) => writeln!(out, "store {}: DAMAGED: {d}", path.display())?,
         }
         for r in &results {
             let problems = r.problems();
@@ -246,7 +240,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         if !json {
             output::note(format_args!(
                 "error: {} is damaged (first bad item: {})",
-                args.store.display(),
+                path.display(),
                 first_problem.map(|(i, _)| i).unwrap_or_default()
             ));
         }
