@@ -241,7 +241,9 @@ enum Pending<O> {
         id: u64,
         /// The encoded output behind room for its record header (`codec::encode_output`).
         payload: Vec<u8>,
-        output: O,
+        /// Kept for the fold; `None` when the state does not fold outputs, so the value is
+        /// dropped as soon as it is encoded.
+        output: Option<O>,
     },
     Dead {
         id: u64,
@@ -481,6 +483,10 @@ impl<S: Fold> Job<S> {
 
     /// Queues an output; `false` if the id is already done or queued.
     fn queue_output(&mut self, id: u64, output: S::Output) -> Result<bool> {
+        if self.is_known(id) {
+            self.stats.duplicates += 1;
+            return Ok(false);
+        }
         // Presize for an output like the previous one (outputs of a job tend to be alike).
         let size_hint = match self.pending.last() {
             Some(Pending::Output { payload, .. }) => codec::framed_payload_len(payload),
@@ -494,7 +500,7 @@ impl<S: Fold> Job<S> {
             Ok(Pending::Output {
                 id,
                 payload,
-                output,
+                output: S::FOLDS_OUTPUTS.then_some(output),
             })
         })
     }
@@ -659,7 +665,12 @@ impl<S: Fold> Job<S> {
         let state = &mut self.state;
         let folded = catch_unwind(AssertUnwindSafe(|| {
             for p in &group {
-                if let Pending::Output { id, output, .. } = p {
+                if let Pending::Output {
+                    id,
+                    output: Some(output),
+                    ..
+                } = p
+                {
                     state.apply(*id, output);
                 }
             }
