@@ -570,6 +570,9 @@ struct ResumeStudy {
     build_secs: f64,
     probe_low: CommitProbe,
     probe_high: CommitProbe,
+    /// The same probes on bare redb (one insert per record), for the growth redb itself has.
+    bare_low_us: f64,
+    bare_high_us: f64,
     store_open_verified_ms: f64,
     store_open_ms: f64,
     job_open_ms: f64,
@@ -599,6 +602,52 @@ fn probe_commits(
         wall_median_us: median(&mut walls),
         cpu_mean_us: cpu_since(cpu).map(|ns| ns as f64 / 1000.0 / PROBE_COMMITS as f64),
     })
+}
+
+/// The per-commit probe on bare redb: median wall time of `PROBE_COMMITS` durable commits of
+/// `PROBE_GROUP` 1 KiB inserts, at 10^3 and at `records` rows.
+fn bare_commit_probes(ctx: &Ctx, records: u64) -> Result<(f64, f64)> {
+    let path = ctx.dir.join("bare-probe.redb");
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(256 << 20);
+    let db = builder.create(&path)?;
+    let mut next = 0u64;
+    let fill = |db: &redb::Database, next: &mut u64, until: u64, group: u64| -> Result<()> {
+        while *next < until {
+            let end = (*next + group).min(until);
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(BARE_TABLE)?;
+                for id in *next..end {
+                    table.insert(id, ctx.payload.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            *next = end;
+        }
+        Ok(())
+    };
+    let probe = |db: &redb::Database, next: &mut u64| -> Result<f64> {
+        let mut walls = Vec::with_capacity(PROBE_COMMITS);
+        for _ in 0..PROBE_COMMITS {
+            let start = Instant::now();
+            fill(db, next, *next + PROBE_GROUP, PROBE_GROUP)?;
+            walls.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        Ok(median(&mut walls))
+    };
+    fill(&db, &mut next, 1000, BARE_GROUP)?;
+    let low = probe(&db, &mut next)?;
+    fill(
+        &db,
+        &mut next,
+        records.saturating_sub(PROBE_GROUP * PROBE_COMMITS as u64),
+        BARE_GROUP,
+    )?;
+    let high = probe(&db, &mut next)?;
+    drop(db);
+    let _ = fs::remove_file(&path);
+    Ok((low, high))
 }
 
 /// Builds a store of `records` done 1 KiB records in default-sized durable groups, probing
@@ -661,12 +710,15 @@ fn resume_study(ctx: &Ctx, records: u64) -> Result<ResumeStudy> {
         drop(job);
     }
     let _ = fs::remove_file(&path);
+    let (bare_low_us, bare_high_us) = bare_commit_probes(ctx, records)?;
     Ok(ResumeStudy {
         records,
         file_bytes,
         build_secs,
         probe_low,
         probe_high,
+        bare_low_us,
+        bare_high_us,
         store_open_verified_ms: median(&mut verified),
         store_open_ms: median(&mut plain),
         job_open_ms: median(&mut job_open),
@@ -934,6 +986,11 @@ impl Report {
                 "low": probe(&r.probe_low),
                 "high": probe(&r.probe_high),
                 "ratio": r.probe_high.wall_median_us / r.probe_low.wall_median_us,
+                "redb_bare": {
+                    "low_wall_median_us": r.bare_low_us,
+                    "high_wall_median_us": r.bare_high_us,
+                    "ratio": r.bare_high_us / r.bare_low_us,
+                },
             },
         })
     }
@@ -1015,5 +1072,13 @@ impl Report {
                 opt(p.cpu_mean_us, "us"),
             );
         }
+        println!(
+            "bare redb, same probe: median {:.0} us at 10^3 rows vs {:.0} us at {} rows (ratio {:.2}; resumable's ratio {:.2})",
+            r.bare_low_us,
+            r.bare_high_us,
+            r.records,
+            r.bare_high_us / r.bare_low_us,
+            r.probe_high.wall_median_us / r.probe_low.wall_median_us,
+        );
     }
 }
