@@ -21,8 +21,9 @@ pub enum Durability {
 ///
 /// A group is committed as soon as any limit is reached. The defaults (1,000 records,
 /// 4 MiB, 50 ms, [`Durability::Immediate`]) come from the `commit_path` bench: on the
-/// development VM, groups of 1,000 reach about 95% of bare redb's grouped-insert rate while
-/// keeping at most 50 ms of work at risk; larger groups gain little.
+/// development VM, durable groups of 1 KiB outputs ran at 29k records/s with 100 per group,
+/// 51k with 1,000 and 62k with 10,000, so 1,000 gets most of the gain while holding ten
+/// times fewer records at risk; 50 ms bounds the wait of a record in a slow stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub struct CommitPolicy {
