@@ -166,7 +166,7 @@ impl StoreOptions {
     }
 
     /// Opens (or initializes) a store on a raw redb backend.
-    #[cfg(any(test, feature = "testing"))]
+    #[cfg(feature = "testing")]
     pub(crate) fn open_backend(
         &self,
         backend: impl redb::StorageBackend,
