@@ -469,13 +469,7 @@ impl<S: Fold> Job<S> {
     /// # Errors
     /// As [`Job::submit`].
     pub fn dead_letter(&mut self, id: u64, attempts: u32, error: &str) -> Result<Submit> {
-        self.check_usable()?;
-        let record = DeadLetterRecord {
-            attempts,
-            error: error.to_owned(),
-            time_ms: now_ms(),
-        };
-        if !self.queue(id, error.len(), |_| Ok(Pending::Dead { id, record }))? {
+        if !self.enqueue_dead_letter(id, attempts, error)? {
             return Ok(Submit::AlreadyDone);
         }
         self.commit_if_due()
@@ -483,8 +477,7 @@ impl<S: Fold> Job<S> {
 
     /// Queues an output; `false` if the id is already done or queued.
     fn queue_output(&mut self, id: u64, output: S::Output) -> Result<bool> {
-        if self.is_known(id) {
-            self.stats.duplicates += 1;
+        if !self.admit(id)? {
             return Ok(false);
         }
         // Presize for an output like the previous one (outputs of a job tend to be alike).
@@ -496,21 +489,21 @@ impl<S: Fold> Job<S> {
             id,
             source: format!("cannot encode output: {e}").into(),
         })?;
-        self.queue(id, codec::framed_payload_len(&payload), move |_| {
-            Ok(Pending::Output {
+        let bytes = codec::framed_payload_len(&payload);
+        self.push(
+            Pending::Output {
                 id,
                 payload,
                 output: S::FOLDS_OUTPUTS.then_some(output),
-            })
-        })
+            },
+            bytes,
+        );
+        Ok(true)
     }
 
-    fn queue(
-        &mut self,
-        id: u64,
-        bytes: usize,
-        make: impl FnOnce(u64) -> Result<Pending<S::Output>>,
-    ) -> Result<bool> {
+    /// Whether `id` may join the group: `false` (counted as a duplicate) if it is already
+    /// done or queued; an error for the reserved id or a job that accepts no records.
+    fn admit(&mut self, id: u64) -> Result<bool> {
         if id == u64::MAX {
             return Err(Error::InvalidArgument(
                 "record id u64::MAX is reserved".into(),
@@ -521,13 +514,11 @@ impl<S: Fold> Job<S> {
             return Ok(false);
         }
         self.check_accepts()?;
-        let p = make(id)?;
-        self.pending_bytes += bytes;
-        self.push(p);
         Ok(true)
     }
 
-    fn push(&mut self, p: Pending<S::Output>) {
+    fn push(&mut self, p: Pending<S::Output>, bytes: usize) {
+        self.pending_bytes += bytes;
         self.pending_ids.insert(p.id());
         self.pending.push(p);
         if self.pending_since.is_none() {
@@ -901,12 +892,16 @@ impl<S: Fold> Job<S> {
         error: &str,
     ) -> Result<bool> {
         self.check_usable()?;
+        if !self.admit(id)? {
+            return Ok(false);
+        }
         let record = DeadLetterRecord {
             attempts,
             error: error.to_owned(),
             time_ms: now_ms(),
         };
-        self.queue(id, error.len(), |_| Ok(Pending::Dead { id, record }))
+        self.push(Pending::Dead { id, record }, error.len());
+        Ok(true)
     }
 
     /// Commits whatever is queued as one group (with `durable`, also makes every earlier

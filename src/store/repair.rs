@@ -105,63 +105,29 @@ impl Store {
         let mut meta = cut.meta.clone();
         let txn = self.inner.begin_write()?;
         let mut kept = RangeSet::new();
-        {
-            let mut t = txn.open_table(tables.outputs()).map_err(storage)?;
-            let mut dropped = 0u64;
-            t.retain(|id, _| {
-                let keep = cut.outputs.contains(id);
-                if keep {
-                    kept.insert(id);
-                } else {
-                    dropped += 1;
-                }
-                keep
-            })
-            .map_err(storage)?;
-            report.outputs_dropped = dropped;
-        }
-        {
-            let mut t = txn.open_table(tables.dead()).map_err(storage)?;
-            let mut dropped = 0u64;
-            t.retain(|id, _| {
-                let keep = cut.dead.contains(id) && !kept.contains(id);
-                if keep {
-                    kept.insert(id);
-                } else {
-                    dropped += 1;
-                }
-                keep
-            })
-            .map_err(storage)?;
-            report.dead_letters_dropped = dropped;
-        }
-        {
-            let mut t = txn.open_table(tables.log()).map_err(storage)?;
-            let mut dropped = 0u64;
-            t.retain(|seq, _| {
-                let keep = seq <= cut.seq;
-                dropped += u64::from(!keep);
-                keep
-            })
-            .map_err(storage)?;
-            report.commits_dropped = dropped;
-        }
+        report.outputs_dropped = retain_rows(&txn, tables.outputs(), |id, _| {
+            let keep = cut.outputs.contains(id);
+            if keep {
+                kept.insert(id);
+            }
+            keep
+        })?;
+        report.dead_letters_dropped = retain_rows(&txn, tables.dead(), |id, _| {
+            let keep = cut.dead.contains(id) && !kept.contains(id);
+            if keep {
+                kept.insert(id);
+            }
+            keep
+        })?;
+        report.commits_dropped = retain_rows(&txn, tables.log(), |seq, _| seq <= cut.seq)?;
         let mut live_generations = Vec::new();
-        {
-            let mut t = txn.open_table(tables.snapshots()).map_err(storage)?;
-            let mut dropped = 0u64;
-            t.retain(|g, bytes| {
-                let keep = keeps_snapshot(&cut, g, bytes);
-                if keep {
-                    live_generations.push(g);
-                } else {
-                    dropped += 1;
-                }
-                keep
-            })
-            .map_err(storage)?;
-            report.snapshots_dropped = dropped;
-        }
+        report.snapshots_dropped = retain_rows(&txn, tables.snapshots(), |g, bytes| {
+            let keep = keeps_snapshot(&cut, g, bytes);
+            if keep {
+                live_generations.push(g);
+            }
+            keep
+        })?;
         {
             let mut t = txn.open_table(tables.done()).map_err(storage)?;
             t.retain(|_, _| false).map_err(storage)?;
@@ -475,6 +441,24 @@ fn keeps_snapshot(cut: &Cut, g: u64, bytes: &[u8]) -> bool {
         return false;
     }
     codec::open_value::<SnapshotRecord>("snapshot", bytes).map_or(true, |r| r.seq <= cut.seq)
+}
+
+/// Keeps the rows of a `u64 -> bytes` table that `keep` accepts; returns how many it
+/// dropped.
+fn retain_rows(
+    txn: &redb::WriteTransaction,
+    table: redb::TableDefinition<'_, u64, &'static [u8]>,
+    mut keep: impl FnMut(u64, &[u8]) -> bool,
+) -> Result<u64> {
+    let mut t = txn.open_table(table).map_err(storage)?;
+    let mut dropped = 0u64;
+    t.retain(|key, value| {
+        let kept = keep(key, value);
+        dropped += u64::from(!kept);
+        kept
+    })
+    .map_err(storage)?;
+    Ok(dropped)
 }
 
 #[cfg(test)]
