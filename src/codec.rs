@@ -4,8 +4,9 @@
 //! - **Envelope** (metadata, lineage entries, snapshots, dead letters):
 //!   `[version: u8][crc32 of payload: u32][payload]`. The version is [`ENVELOPE_VERSION`];
 //!   a newer one is reported, never guessed at.
-//! - **Output record**: `[crc32: u32][commit seq: u64][payload]`, the CRC covering the record
-//!   id, the sequence and the payload, so a value moved to the wrong key is caught too.
+//! - **Output record** (inside a commit segment, see `store::segment`):
+//!   `[crc32: u32][payload length: u32][payload]`, the CRC covering the record id, the commit
+//!   sequence and the payload, so a record moved to another place is caught too.
 //!
 //! Payloads are bincode 2 (standard configuration: varint integers) of serde types,
 //! decoded with a size limit so a hostile length prefix cannot make us allocate without
@@ -24,7 +25,8 @@ pub(crate) const ENVELOPE_VERSION: u8 = 1;
 pub(crate) const DECODE_LIMIT: usize = 1 << 30;
 
 const ENVELOPE_HEADER: usize = 5;
-const OUTPUT_HEADER: usize = 12;
+/// Bytes of an output record's header in a segment: `[crc32: u32][payload length: u32]`.
+pub(crate) const RECORD_HEADER: usize = 8;
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<DECODE_LIMIT>()
@@ -119,7 +121,8 @@ pub(crate) fn open_value<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Resul
     decode(payload).map_err(|e| Error::corrupt(what, "a decodable value", e))
 }
 
-fn output_crc(id: u64, seq: u64, payload: &[u8]) -> u32 {
+/// CRC of an output record: covers its id, its commit's sequence number and its payload.
+pub(crate) fn record_crc(id: u64, seq: u64, payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&id.to_le_bytes());
     h.update(&seq.to_le_bytes());
@@ -127,83 +130,43 @@ fn output_crc(id: u64, seq: u64, payload: &[u8]) -> u32 {
     h.finalize()
 }
 
-/// Encodes an output payload behind an empty output-record header, so that sealing it at
-/// commit time ([`seal_output_in_place`]) fills the header instead of copying the payload.
+/// Encodes an output payload behind an empty record header, so that sealing it at commit
+/// time ([`seal_record_in_place`]) fills the header instead of copying the payload.
 /// `size_hint` presizes the buffer: growing a `Vec` from empty costs several reallocations
 /// per record, which the `commit_path` bench showed on the committer's CPU profile.
 pub(crate) fn encode_output<T: Serialize + ?Sized>(
     value: &T,
     size_hint: usize,
 ) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(OUTPUT_HEADER + size_hint);
-    out.resize(OUTPUT_HEADER, 0);
+    let mut out = Vec::with_capacity(RECORD_HEADER + size_hint);
+    out.resize(RECORD_HEADER, 0);
     bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(|e| e.to_string())?;
+    if out.len() - RECORD_HEADER > u32::MAX as usize {
+        return Err(format!(
+            "the encoded output is {} bytes; one output may be at most 4 GiB",
+            out.len() - RECORD_HEADER
+        ));
+    }
     Ok(out)
 }
 
 /// The payload length of a buffer made by [`encode_output`].
 pub(crate) fn framed_payload_len(framed: &[u8]) -> usize {
-    framed.len().saturating_sub(OUTPUT_HEADER)
+    framed.len().saturating_sub(RECORD_HEADER)
 }
 
-/// Seals a buffer made by [`encode_output`] as the output record of `id` committed at `seq`,
-/// in place (same bytes as [`seal_output`]). Returns the CRC.
-pub(crate) fn seal_output_in_place(id: u64, seq: u64, framed: &mut [u8]) -> u32 {
-    let crc = output_crc(id, seq, &framed[OUTPUT_HEADER..]);
+/// Seals a buffer made by [`encode_output`] as the record of `id` committed at `seq`, in
+/// place: fills in the header `[crc32: u32][payload length: u32]`. Returns the CRC.
+pub(crate) fn seal_record_in_place(id: u64, seq: u64, framed: &mut [u8]) -> Result<u32> {
+    let payload = framed.get(RECORD_HEADER..).unwrap_or_default();
+    let len = u32::try_from(payload.len()).map_err(|_| Error::Record {
+        id,
+        source: "the encoded output is over 4 GiB".into(),
+    })?;
+    let crc = record_crc(id, seq, payload);
     framed[..4].copy_from_slice(&crc.to_le_bytes());
-    framed[4..OUTPUT_HEADER].copy_from_slice(&seq.to_le_bytes());
-    crc
-}
-
-/// Frames an encoded output for record `id` committed at `seq`. Returns the bytes and CRC.
-#[cfg_attr(
-    not(any(test, feature = "testing")),
-    expect(
-        dead_code,
-        reason = "the commit path seals in place; kept as the reference the in-place framing is tested against, and for fault-injection seeds"
-    )
-)]
-pub(crate) fn seal_output(id: u64, seq: u64, payload: &[u8]) -> (Vec<u8>, u32) {
-    let crc = output_crc(id, seq, payload);
-    let mut out = Vec::with_capacity(OUTPUT_HEADER + payload.len());
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(payload);
-    (out, crc)
-}
-
-/// A stored output, checked.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct OutputRef<'a> {
-    pub crc: u32,
-    pub seq: u64,
-    pub payload: &'a [u8],
-}
-
-/// Checks an output record's CRC; returns its parts.
-pub(crate) fn open_output(id: u64, bytes: &[u8]) -> Result<OutputRef<'_>> {
-    let what = || format!("output of record {id}");
-    if bytes.len() < OUTPUT_HEADER {
-        return Err(Error::corrupt(
-            what(),
-            format!("at least {OUTPUT_HEADER} bytes"),
-            format!("{} bytes", bytes.len()),
-        ));
-    }
-    let crc = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    let mut seq_bytes = [0u8; 8];
-    seq_bytes.copy_from_slice(&bytes[4..12]);
-    let seq = u64::from_le_bytes(seq_bytes);
-    let payload = &bytes[OUTPUT_HEADER..];
-    let actual = output_crc(id, seq, payload);
-    if crc != actual {
-        return Err(Error::corrupt(
-            what(),
-            format!("crc32 {crc:08x}"),
-            format!("crc32 {actual:08x}"),
-        ));
-    }
-    Ok(OutputRef { crc, seq, payload })
+    framed[4..RECORD_HEADER].copy_from_slice(&len.to_le_bytes());
+    Ok(crc)
 }
 
 /// Decodes a checked output payload into the user's type.
@@ -248,13 +211,11 @@ mod tests {
     }
 
     #[test]
-    fn output_crc_binds_id_and_seq() {
-        let (bytes, _) = seal_output(5, 9, b"payload");
-        assert!(open_output(5, &bytes).is_ok());
-        assert!(
-            open_output(6, &bytes).is_err(),
-            "value under the wrong key must fail"
-        );
+    fn record_crc_binds_id_and_seq() {
+        let base = record_crc(5, 9, b"payload");
+        assert_ne!(base, record_crc(6, 9, b"payload"));
+        assert_ne!(base, record_crc(5, 10, b"payload"));
+        assert_ne!(base, record_crc(5, 9, b"paylaod"));
     }
 
     #[test]
@@ -289,27 +250,20 @@ mod tests {
         }
 
         #[test]
-        fn output_round_trips(id in any::<u64>(), seq in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let (bytes, crc) = seal_output(id, seq, &payload);
-            let out = open_output(id, &bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(out.crc, crc);
-            prop_assert_eq!(out.seq, seq);
-            prop_assert_eq!(out.payload, &payload[..]);
-        }
-
-        #[test]
-        fn in_place_sealing_equals_seal_output(id in any::<u64>(), seq in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 0..300)) {
+        fn sealed_record_carries_crc_length_and_payload(id in any::<u64>(), seq in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 0..300)) {
             let mut framed = encode_output(&payload, 0).map_err(TestCaseError::fail)?;
-            let crc = seal_output_in_place(id, seq, &mut framed);
+            let crc = seal_record_in_place(id, seq, &mut framed).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let encoded = encode(&payload).map_err(TestCaseError::fail)?;
             prop_assert_eq!(framed_payload_len(&framed), encoded.len());
-            prop_assert_eq!((framed, crc), seal_output(id, seq, &encoded));
+            prop_assert_eq!(&framed[RECORD_HEADER..], &encoded[..]);
+            prop_assert_eq!(crc, record_crc(id, seq, &encoded));
+            prop_assert_eq!(&framed[..4], &crc.to_le_bytes()[..]);
+            prop_assert_eq!(&framed[4..8], &(encoded.len() as u32).to_le_bytes()[..]);
         }
 
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = open_value::<(u64, String, Vec<u8>)>("v", &bytes);
-            let _ = open_output(1, &bytes);
             let _ = decode::<Vec<String>>(&bytes);
         }
     }

@@ -31,14 +31,20 @@ pub enum Error {
         reason: String,
     },
 
-    /// The store was written by a newer version of `resumable`.
+    /// The store was written in a format this build does not read: by a newer version of
+    /// `resumable`, or by a pre-release one (format 1, before commit segments).
     #[error(
-        "store format version {found} is newer than this build supports ({supported}); upgrade resumable to open it"
+        "store format version {found} is not the one this build reads ({supported}); {}",
+        if found > supported {
+            "upgrade resumable to open it"
+        } else {
+            "it was written by a pre-release of resumable: export its outputs with that version and start a new store"
+        }
     )]
     UnsupportedFormat {
         /// The version found in the file.
         found: u32,
-        /// The newest version this build reads.
+        /// The version this build reads.
         supported: u32,
     },
 

@@ -277,19 +277,44 @@ fn verify_passes_a_good_store_and_names_the_damage_in_a_bad_one() {
     assert!(good["first_problem"].is_null());
 
     // Flip one byte of one stored output's payload, through redb so the pages stay valid:
-    // only resumable's own CRC can catch it.
+    // only resumable's own CRC can catch it. The output lives in its commit's segment
+    // (FORMAT.md): [entry length u32][entry][records], record = [crc u32][length u32][payload],
+    // in the id order of the entry's output ranges.
+    let lineage = json(&["lineage", s(&path), "--json"]);
+    let (damaged_seq, position) = lineage
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|e| {
+            let mut position = 0;
+            for r in e["outputs"].as_array().unwrap() {
+                let (start, end) = (r[0].as_u64().unwrap(), r[1].as_u64().unwrap());
+                if (start..end).contains(&1234) {
+                    return Some((e["seq"].as_u64().unwrap(), position + 1234 - start));
+                }
+                position += end - start;
+            }
+            None
+        })
+        .unwrap();
     {
         use redb::ReadableTable as _;
         let db = redb::Database::open(&path).unwrap();
-        let table: redb::TableDefinition<u64, &[u8]> =
-            redb::TableDefinition::new("job.demo.outputs");
+        let table: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("job.demo.log");
         let txn = db.begin_write().unwrap();
         {
             let mut t = txn.open_table(table).unwrap();
-            let mut value = t.get(1234).unwrap().unwrap().value().to_vec();
-            let last = value.len() - 1;
+            let mut value = t.get(damaged_seq).unwrap().unwrap().value().to_vec();
+            let u32_at = |v: &[u8], at: usize| {
+                u32::from_le_bytes(v[at..at + 4].try_into().unwrap()) as usize
+            };
+            let mut at = 4 + u32_at(&value, 0);
+            for _ in 0..position {
+                at += 8 + u32_at(&value, at + 4);
+            }
+            let last = at + 8 + u32_at(&value, at + 4) - 1;
             value[last] ^= 0x01;
-            t.insert(1234, value.as_slice()).unwrap();
+            t.insert(damaged_seq, value.as_slice()).unwrap();
         }
         txn.commit().unwrap();
     }
@@ -316,20 +341,6 @@ fn verify_passes_a_good_store_and_names_the_damage_in_a_bad_one() {
     );
 
     // Rewinding to a snapshot taken before the commit that stored record 1234 cures it.
-    let lineage = json(&["lineage", s(&path), "--json"]);
-    let damaged_seq = lineage
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| {
-            e["outputs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|r| (r[0].as_u64().unwrap()..r[1].as_u64().unwrap()).contains(&1234))
-        })
-        .map(|e| e["seq"].as_u64().unwrap())
-        .unwrap();
     let snaps = json(&["snapshots", s(&path), "--json"]);
     let generation = snaps
         .as_array()

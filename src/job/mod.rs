@@ -26,9 +26,10 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::lifecycle::JobState;
 use crate::lineage::{LineageEntry, OutputsHasher, now_ms};
-use crate::progress::{RangeSet, ids_to_ranges};
+use crate::progress::{RangeDiff, RangeSet, ids_to_ranges};
 use crate::store::job_io::{self, CommitPlan, DeadLetterRecord, SnapshotRecord};
 use crate::store::meta::JobMeta;
+use crate::store::segment;
 use crate::store::tables::JobTables;
 use crate::store::{Store, StoreInner};
 
@@ -109,6 +110,7 @@ pub struct JobOptions {
     pub(crate) total_records: Option<u64>,
     pub(crate) commit_policy: CommitPolicy,
     pub(crate) snapshot_every_commits: u64,
+    pub(crate) progress_every_commits: u64,
     pub(crate) keep_snapshots: usize,
     pub(crate) create: bool,
 }
@@ -121,6 +123,7 @@ impl Default for JobOptions {
             total_records: None,
             commit_policy: CommitPolicy::default(),
             snapshot_every_commits: 16,
+            progress_every_commits: ProgressMark::DEFAULT_EVERY_COMMITS,
             keep_snapshots: 3,
             create: true,
         }
@@ -160,9 +163,21 @@ impl JobOptions {
     }
 
     /// Write a snapshot of the state in every Nth commit. Default: 16. Resume replays at
-    /// most this many commits. 0 disables snapshots written on the commit path.
+    /// most this many commits. 0 disables snapshots written on the commit path. A state
+    /// that folds nothing (`Fold::FOLDS_OUTPUTS == false`, such as [`Discard`]) gets none on
+    /// the commit path: resuming it replays nothing.
     pub fn snapshot_every_commits(mut self, commits: u64) -> Self {
         self.snapshot_every_commits = commits;
+        self
+    }
+
+    /// How often the commit path brings the stored done ranges and id index up to date:
+    /// every `commits` commits (default 256, at least 1), or sooner once the commits since
+    /// hold 8 MiB. In between, a commit writes only its segment (its lineage entry and
+    /// outputs), and opening the job reads those recent segments to rebuild its progress.
+    /// Lower values make opening cheaper; higher ones make commits cheaper.
+    pub fn progress_every_commits(mut self, commits: u64) -> Self {
+        self.progress_every_commits = commits.max(1);
         self
     }
 
@@ -236,6 +251,78 @@ pub struct JobStats {
     pub replayed_commits: u64,
 }
 
+/// The commit path writes done ranges and the id index only every few hundred commits (see
+/// `store::segment`); this tracks what they lag behind by.
+#[derive(Debug, Default)]
+pub(crate) struct ProgressMark {
+    /// The done ranges as stored.
+    materialized: RangeSet,
+    /// The commit they reflect.
+    mark: u64,
+    /// Ids settled by commits after `mark`, as ranges.
+    tail_ids: Vec<(u64, u64)>,
+    /// Output runs of commits after `mark`, for the id index.
+    tail_runs: Vec<job_io::Run>,
+    tail_commits: u64,
+    tail_bytes: u64,
+}
+
+impl ProgressMark {
+    /// Bring the stored progress up to date once the tail reaches this many commits (by
+    /// default; see [`JobOptions::progress_every_commits`])...
+    const DEFAULT_EVERY_COMMITS: u64 = 256;
+    /// ...or this many stored bytes (which bounds what a resume reads to rebuild it).
+    const MAX_TAIL_BYTES: u64 = 8 << 20;
+
+    pub(crate) fn from_progress(p: job_io::Progress) -> Self {
+        let tail_runs = p.tail_runs();
+        let tail_ids = p
+            .tail
+            .iter()
+            .flat_map(|e| {
+                e.outputs
+                    .iter()
+                    .copied()
+                    .chain(e.dead_letters.iter().map(|&d| (d, d + 1)))
+            })
+            .collect();
+        ProgressMark {
+            materialized: p.materialized,
+            mark: p.mark,
+            tail_ids,
+            tail_runs,
+            tail_commits: p.tail.len() as u64,
+            tail_bytes: p.tail_bytes,
+        }
+    }
+
+    fn add(&mut self, seq: u64, outputs: &[(u64, u64)], dead: &[u64], bytes: u64) {
+        self.tail_ids.extend_from_slice(outputs);
+        self.tail_ids.extend(dead.iter().map(|&d| (d, d + 1)));
+        self.tail_runs
+            .extend(outputs.iter().map(|&(s, e)| (s, e, seq)));
+        self.tail_commits += 1;
+        self.tail_bytes += bytes;
+    }
+
+    fn due(&self, every_commits: u64) -> bool {
+        self.tail_commits >= every_commits || self.tail_bytes >= Self::MAX_TAIL_BYTES
+    }
+
+    /// Moves the tail into the stored progress as of commit `seq`: returns the done-range
+    /// changes and the index runs to write with it.
+    fn take(&mut self, seq: u64) -> (RangeDiff, Vec<job_io::Run>) {
+        let ids = std::mem::take(&mut self.tail_ids);
+        let diff = self
+            .materialized
+            .insert_all(ids.into_iter().flat_map(|(s, e)| s..e));
+        self.mark = seq;
+        self.tail_commits = 0;
+        self.tail_bytes = 0;
+        (diff, std::mem::take(&mut self.tail_runs))
+    }
+}
+
 enum Pending<O> {
     Output {
         id: u64,
@@ -298,6 +385,8 @@ pub struct Job<S: Fold> {
     pending_since: Option<Instant>,
     /// Ids committed without fsync since the last durable commit.
     non_durable: RangeSet,
+    /// What the store's done table and id index say: everything up to commit `mark`.
+    progress_mark: ProgressMark,
     poisoned: bool,
     stats: JobStats,
 }
@@ -634,9 +723,8 @@ impl<S: Fold> Job<S> {
             match p {
                 Pending::Output { id, payload, .. } => {
                     let mut bytes = std::mem::take(payload);
-                    let crc = codec::seal_output_in_place(*id, seq, &mut bytes);
+                    let crc = codec::seal_record_in_place(*id, seq, &mut bytes)?;
                     hasher.add(*id, crc);
-                    bytes_written += bytes.len() as u64;
                     sealed_outputs.push((*id, bytes));
                     output_ids.push(*id);
                 }
@@ -648,11 +736,24 @@ impl<S: Fold> Job<S> {
                 }
             }
         }
+        let output_ranges = ids_to_ranges(&output_ids);
+        let entry = LineageEntry::new(
+            seq,
+            now_ms(),
+            output_ranges.clone(),
+            dead_ids.clone(),
+            hasher.finish(),
+            self.prev_hash,
+        );
+        let sealed_entry = codec::seal_value("lineage entry", &entry)?;
+        let segment = segment::build(&sealed_entry, &sealed_outputs)?;
+        drop(sealed_outputs);
+        bytes_written += segment.len() as u64;
 
         // From here on the in-memory bookkeeping runs ahead of the store; any failure below
         // poisons the handle so it is never trusted again.
         self.poisoned = true;
-        let diff = self.done.insert_all(group.iter().map(Pending::id));
+        self.done.insert_all(group.iter().map(Pending::id));
         let state = &mut self.state;
         let folded = catch_unwind(AssertUnwindSafe(|| {
             for p in &group {
@@ -670,21 +771,19 @@ impl<S: Fold> Job<S> {
             tracing::error!(job = %self.meta.name, seq, "Fold::apply panicked; nothing committed");
             return Err(Error::from_panic("Fold::apply", payload.as_ref()));
         }
+        self.progress_mark
+            .add(seq, &output_ranges, &dead_ids, segment.len() as u64);
+        let (ranges, index, mark) = if self.progress_mark.due(self.options.progress_every_commits) {
+            let (diff, runs) = self.progress_mark.take(seq);
+            (Some(diff), runs, Some(seq))
+        } else {
+            (None, Vec::new(), None)
+        };
 
-        let output_ranges = ids_to_ranges(&output_ids);
-        let entry = LineageEntry::new(
-            seq,
-            now_ms(),
-            output_ranges.clone(),
-            dead_ids.clone(),
-            hasher.finish(),
-            self.prev_hash,
-        );
-        let sealed_entry = codec::seal_value("lineage entry", &entry)?;
-        bytes_written += sealed_entry.len() as u64;
-
+        // A state that folds nothing needs no snapshots: resuming it replays nothing.
         let every = self.options.snapshot_every_commits;
-        let take_snapshot = every > 0 && self.commits_since_snapshot + 1 >= every;
+        let take_snapshot =
+            S::FOLDS_OUTPUTS && every > 0 && self.commits_since_snapshot + 1 >= every;
         let mut retire = Vec::new();
         let snapshot = if take_snapshot {
             let sealed = self.seal_snapshot(seq)?;
@@ -703,11 +802,12 @@ impl<S: Fold> Job<S> {
         }
 
         let plan = CommitPlan {
-            outputs: &sealed_outputs,
+            segment: Some((seq, segment)),
             dead_letters: &sealed_dead,
             remove_dead: &[],
-            ranges: Some(&diff),
-            log: Some((seq, sealed_entry)),
+            ranges: ranges.as_ref(),
+            index: &index,
+            mark,
             snapshot,
             retire: &retire,
             meta: meta_update.as_ref(),
@@ -827,12 +927,20 @@ impl<S: Fold> Job<S> {
         }
         let mut m = self.meta.clone();
         m.lifecycle = to;
+        // A stop also brings the stored progress up to date, so the next open reads no tail.
+        self.poisoned = true;
+        let last = self.last_seq();
+        let (diff, index) = self.progress_mark.take(last);
         let plan = CommitPlan {
             meta: Some(&m),
+            ranges: Some(&diff),
+            index: &index,
+            mark: Some(last),
             durable: true,
             ..CommitPlan::default()
         };
         self.write(&plan)?;
+        self.poisoned = false;
         self.mark_durable();
         tracing::info!(job = %self.meta.name, %from, %to, "lifecycle");
         self.meta = m;
@@ -962,15 +1070,11 @@ impl<S: Fold> Job<S> {
     /// [`Error::Corrupt`] when its checksum or decoding fails.
     pub fn output(&self, id: u64) -> Result<Option<S::Output>> {
         let txn = self.claim.store.begin_read()?;
-        let Some(t) = job_io::outputs_table(&txn, &self.tables)? else {
-            return Ok(None);
-        };
-        job_io::with_output(&t, id, |bytes| match bytes {
+        let outputs =
+            job_io::Outputs::open(&txn, &self.tables, self.progress_mark.tail_runs.clone())?;
+        outputs.get(id, |found| match found {
             None => Ok(None),
-            Some(b) => {
-                let out = codec::open_output(id, b)?;
-                codec::decode_output(id, out.payload).map(Some)
-            }
+            Some((_, record)) => codec::decode_output(id, record.payload).map(Some),
         })
     }
 }

@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Claim, Fold, Job, JobOptions, JobStats};
+use super::{Claim, Fold, Job, JobOptions, JobStats, ProgressMark};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::lifecycle::JobState;
@@ -69,9 +69,10 @@ impl<S: Fold> Job<S> {
         };
 
         let txn = claim.store.begin_read()?;
-        let done = job_io::load_ranges(&txn, &tables)?;
+        let mut progress = job_io::load_progress(&txn, &tables)?;
+        let done = std::mem::take(&mut progress.done);
+        let last = progress.last.take();
         let generations = job_io::snapshot_generations(&txn, &tables)?;
-        let last = job_io::last_log(&txn, &tables)?;
         let last_seq = last.as_ref().map_or(0, |e| e.seq);
         let restored = restore_snapshot::<S>(&txn, &tables, name, &generations, last_seq)?;
         let (state, replayed) = if S::FOLDS_OUTPUTS {
@@ -99,6 +100,7 @@ impl<S: Fold> Job<S> {
             pending_bytes: 0,
             pending_since: None,
             non_durable: RangeSet::new(),
+            progress_mark: ProgressMark::from_progress(progress),
             poisoned: false,
             stats: JobStats {
                 replayed_commits: replayed,
@@ -230,11 +232,10 @@ fn replay<S: Fold>(
     restored: Restored<S>,
 ) -> Result<(S, u64)> {
     let Restored { mut state, seq } = restored;
-    let outputs = job_io::outputs_table(txn, tables)?;
     let mut expected_seq = seq + 1;
     let mut replayed = 0u64;
-    job_io::for_each_log(txn, tables, seq + 1.., |log_seq, entry| {
-        let entry = entry?;
+    job_io::for_each_segment(txn, tables, seq + 1.., |log_seq, segment| {
+        let segment = segment?;
         if log_seq != expected_seq {
             return Err(Error::corrupt(
                 format!("lineage of job {job:?}"),
@@ -243,28 +244,10 @@ fn replay<S: Fold>(
             ));
         }
         expected_seq += 1;
-        for id in entry.output_ids() {
-            let Some(t) = outputs.as_ref() else {
-                return Err(Error::corrupt(
-                    format!("output of record {id}"),
-                    "present",
-                    "missing table",
-                ));
-            };
-            let output: S::Output = job_io::with_output(t, id, |bytes| {
-                let bytes = bytes.ok_or_else(|| {
-                    Error::corrupt(format!("output of record {id}"), "present", "missing")
-                })?;
-                let out = codec::open_output(id, bytes)?;
-                if out.seq != log_seq {
-                    return Err(Error::corrupt(
-                        format!("output of record {id}"),
-                        format!("commit seq {log_seq}"),
-                        format!("commit seq {}", out.seq),
-                    ));
-                }
-                codec::decode_output(id, out.payload)
-            })?;
+        for record in segment.records() {
+            let record = record?;
+            let id = record.id;
+            let output: S::Output = codec::decode_output(id, record.payload)?;
             catch_unwind(AssertUnwindSafe(|| state.apply(id, &output)))
                 .map_err(|p| Error::from_panic("Fold::apply during replay", p.as_ref()))?;
         }

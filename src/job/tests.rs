@@ -359,14 +359,7 @@ fn verify_names_a_tampered_output() {
     {
         let db = redb::Database::open(&path).expect("raw open");
         let txn = db.begin_write().expect("w");
-        {
-            let tables = JobTables::new("j");
-            let mut t = txn.open_table(tables.outputs()).expect("t");
-            let mut bytes = t.get(4).expect("get").expect("present").value().to_vec();
-            let last = bytes.len() - 1;
-            bytes[last] ^= 1;
-            t.insert(4, bytes.as_slice()).expect("insert");
-        }
+        crate::store::job_io::flip_output_byte(&txn, &JobTables::new("j"), 4);
         txn.commit().expect("commit");
     }
     let store = StoreOptions::new().open(&path).expect("open");
@@ -394,4 +387,189 @@ fn commit_state_is_independent_of_records_done() {
     job.commit((0..200_000).map(|i| (i, 0u8))).expect("commit");
     assert_eq!(job.progress().range_count(), 1);
     assert_eq!(job.done_count(), 200_000);
+}
+
+/// Options where the stored progress lags: done ranges and the id index are written every 5
+/// commits, so a store holds both indexed commits and a tail.
+fn lagging_progress() -> JobOptions {
+    JobOptions::new()
+        .commit_policy(CommitPolicy::per_record())
+        .snapshot_every_commits(4)
+        .keep_snapshots(100)
+        .progress_every_commits(5)
+}
+
+/// Ids [`fill_lagging`] dead-letters: 16 is settled in the tail.
+fn is_dead(id: u64) -> bool {
+    id.is_multiple_of(6) || id == 16
+}
+
+/// Commits 23 records one per commit, in a scrambled order, dead-lettering [`is_dead`]
+/// ones. Commits 1..=20 are indexed, 21..=23 (ids 2, 9, 16) are the tail.
+fn fill_lagging(store: &Store) -> Vec<u64> {
+    let mut job = store.job::<Sum>("j", lagging_progress()).expect("job");
+    let ids: Vec<u64> = (0..23).map(|k| (k * 7) % 23).collect();
+    for &id in &ids {
+        if is_dead(id) {
+            job.dead_letter(id, 2, "bad").expect("dead letter");
+        } else {
+            job.submit(id, id + 100).expect("submit");
+        }
+    }
+    assert_eq!(job.last_seq(), 23);
+    ids
+}
+
+fn raw_progress(store: &Store) -> crate::store::job_io::Progress {
+    let txn = store.inner.begin_read().expect("read");
+    crate::store::job_io::load_progress(&txn, &JobTables::new("j")).expect("progress")
+}
+
+#[test]
+fn progress_rebuilt_from_index_and_tail_matches_what_was_committed() {
+    let (_d, path) = fresh();
+    let store = Store::open(&path).expect("open");
+    let ids = fill_lagging(&store);
+    let p = raw_progress(&store);
+    assert_eq!(p.mark, 20, "the stored ranges reflect the 20th commit");
+    assert_eq!(p.tail.len(), 3);
+    assert_eq!(p.materialized.len(), 20);
+    assert_eq!(p.done.len(), 23);
+
+    let job = store.job::<Sum>("j", lagging_progress()).expect("reopen");
+    assert_eq!(job.done_count(), 23);
+    let outputs: Vec<u64> = (0..23).filter(|&id| !is_dead(id)).collect();
+    assert_eq!(
+        job.state().total,
+        outputs.iter().map(|id| id + 100).sum::<u64>()
+    );
+    // Lookups through the index (early commits) and through the tail (the last three).
+    for &id in &ids {
+        let want = (!is_dead(id)).then_some(id + 100);
+        assert_eq!(job.output(id).expect("output"), want, "record {id}");
+    }
+    assert_eq!(job.output(99).expect("absent"), None);
+    let mut seen = Vec::new();
+    store
+        .for_each_output("j", 0..u64::MAX, |o| {
+            seen.push((o.id, o.decode::<u64>().expect("decodes")));
+            Ok(true)
+        })
+        .expect("outputs");
+    let want: Vec<(u64, u64)> = outputs.iter().map(|&id| (id, id + 100)).collect();
+    assert_eq!(seen, want, "every output once, in id order");
+    let mut window = Vec::new();
+    store
+        .for_each_output("j", 5..12, |o| {
+            window.push(o.id);
+            Ok(true)
+        })
+        .expect("window");
+    assert_eq!(window, [5, 7, 8, 9, 10, 11]);
+    let report = job.verify().expect("verify");
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(store.status("j").expect("status").records_done, 23);
+}
+
+#[test]
+fn a_clean_stop_leaves_no_tail_and_requeue_catches_the_tail_up() {
+    let (_d, path) = fresh();
+    let store = Store::open(&path).expect("open");
+    fill_lagging(&store);
+    // Requeue one dead letter settled in an indexed commit and one settled in the tail.
+    let tail_dead: Vec<u64> = raw_progress(&store)
+        .tail
+        .iter()
+        .flat_map(|e| e.dead_letters.clone())
+        .collect();
+    assert_eq!(tail_dead, [16]);
+    let requeue = [6u64, 16];
+    let requeued = store.requeue("j", Some(&requeue)).expect("requeue");
+    assert_eq!(requeued.len(), requeue.len());
+    let p = raw_progress(&store);
+    assert_eq!(
+        (p.mark, p.tail.len()),
+        (23, 0),
+        "requeue writes progress up to date"
+    );
+    let mut job = store.job::<Sum>("j", lagging_progress()).expect("reopen");
+    for &id in &requeue {
+        assert!(!job.is_done(id), "requeued {id} is pending again");
+    }
+    assert_eq!(job.done_count(), 23 - requeue.len() as u64);
+    for &id in &requeue {
+        job.submit(id, 1).expect("redo");
+    }
+    job.pause().expect("pause");
+    let p = raw_progress(&store);
+    assert_eq!(p.tail.len(), 0, "a clean stop leaves no tail");
+    assert_eq!(p.done.len(), 23);
+    drop(job);
+    let job = store.job::<Sum>("j", lagging_progress()).expect("reopen");
+    let report = job.verify().expect("verify");
+    assert!(report.is_ok(), "{report:?}");
+}
+
+#[test]
+fn rewind_before_and_after_the_mark_rebuilds_progress() {
+    for keep_commits in [8u64, 21] {
+        let (_d, path) = fresh();
+        let store = Store::open(&path).expect("open");
+        fill_lagging(&store);
+        let generation = store
+            .snapshots("j")
+            .expect("snapshots")
+            .into_iter()
+            .filter(|s| s.seq.is_some_and(|q| q <= keep_commits))
+            .map(|s| s.generation)
+            .max()
+            .expect("a snapshot");
+        let report = store.rewind("j", generation).expect("rewind");
+        let p = raw_progress(&store);
+        assert_eq!(p.mark, report.seq);
+        assert_eq!(p.done.len(), report.records_kept);
+        let report = store.verify_job("j").expect("verify");
+        assert!(report.is_ok(), "{report:?}");
+        let mut job = store.job::<Sum>("j", lagging_progress()).expect("reopen");
+        for id in 0..23 {
+            if !job.is_done(id) {
+                job.submit(id, id + 100).expect("redo");
+            }
+        }
+        job.flush().expect("flush");
+        let report = job.verify().expect("verify");
+        assert!(report.is_ok(), "{report:?}");
+        let outputs = (0..23).filter(|&id| !is_dead(id)).count() as u64;
+        assert!(job.state().count >= outputs);
+    }
+}
+
+#[test]
+fn verify_names_a_stale_id_index_entry() {
+    let (_d, path) = fresh();
+    {
+        let store = Store::open(&path).expect("open");
+        fill_lagging(&store);
+    }
+    {
+        let db = redb::Database::open(&path).expect("raw open");
+        let txn = db.begin_write().expect("w");
+        {
+            let tables = JobTables::new("j");
+            let mut t = txn.open_table(tables.index()).expect("index");
+            let (start, (end, seq)) = {
+                let first = t.first().expect("first").expect("a row");
+                (first.0.value(), first.1.value())
+            };
+            t.insert(start, (end, seq + 1)).expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let store = Store::open(&path).expect("open");
+    let report = store.verify_job("j").expect("verify");
+    assert!(!report.is_ok());
+    assert!(
+        report.problems[0].item.starts_with("id index entry"),
+        "{report:?}"
+    );
 }

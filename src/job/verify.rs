@@ -28,9 +28,6 @@ impl<S: Fold> Job<S> {
             return Ok(report);
         }
         let txn = self.claim.store.begin_read()?;
-        let Some(outputs) = job_io::outputs_table(&txn, &self.tables)? else {
-            return Ok(report);
-        };
         let mut state = S::default();
         let mut pending = snapshots.iter().peekable();
         let check = |state: &S, seq: u64, report: &mut VerifyReport| -> Result<()> {
@@ -50,15 +47,12 @@ impl<S: Fold> Job<S> {
         };
         while pending.next_if(|(_, s, _)| *s == 0).is_some() {}
         check(&state, 0, &mut report)?;
-        job_io::for_each_log(&txn, &self.tables, .., |seq, entry| {
-            let entry = entry?;
-            for id in entry.output_ids() {
-                let output: S::Output = job_io::with_output(&outputs, id, |bytes| {
-                    let bytes = bytes.ok_or_else(|| {
-                        Error::corrupt(format!("output of record {id}"), "present", "missing")
-                    })?;
-                    codec::decode_output(id, codec::open_output(id, bytes)?.payload)
-                })?;
+        job_io::for_each_segment(&txn, &self.tables, .., |seq, segment| {
+            let segment = segment?;
+            for record in segment.records() {
+                let record = record?;
+                let id = record.id;
+                let output: S::Output = codec::decode_output(id, record.payload)?;
                 catch_unwind(AssertUnwindSafe(|| state.apply(id, &output)))
                     .map_err(|p| Error::from_panic("Fold::apply during verify", p.as_ref()))?;
             }

@@ -218,6 +218,24 @@ impl RangeSet {
         (true, diff)
     }
 
+    /// What a store holding `stored` must delete and write to hold `self`.
+    pub(crate) fn diff_from(&self, stored: &RangeSet) -> RangeDiff {
+        RangeDiff {
+            removed: stored
+                .ranges
+                .keys()
+                .filter(|s| !self.ranges.contains_key(s))
+                .copied()
+                .collect(),
+            written: self
+                .ranges
+                .iter()
+                .filter(|&(s, e)| stored.ranges.get(s) != Some(e))
+                .map(|(&s, &e)| (s, e))
+                .collect(),
+        }
+    }
+
     /// Removes every id of `ids`; returns the diff for the store.
     pub(crate) fn remove_all(&mut self, ids: impl IntoIterator<Item = u64>) -> RangeDiff {
         let mut total = DiffBuilder::default();
@@ -318,6 +336,17 @@ mod tests {
             prop_assert_eq!(gap_ids, model_gaps);
             let rebuilt = RangeSet::from_ranges(stored.clone()).map_err(TestCaseError::fail)?;
             prop_assert_eq!(rebuilt, set);
+        }
+
+        #[test]
+        fn diff_from_rebuilds_storage(a in proptest::collection::vec(0u64..60, 0..60), b in proptest::collection::vec(0u64..60, 0..60)) {
+            let mut old = RangeSet::new();
+            old.insert_all(a);
+            let mut new = RangeSet::new();
+            new.insert_all(b);
+            let mut stored: BTreeMap<u64, u64> = old.ranges.clone();
+            apply_diff(&mut stored, &new.diff_from(&old));
+            prop_assert_eq!(stored, new.ranges.clone());
         }
 
         #[test]

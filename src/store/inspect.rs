@@ -1,7 +1,9 @@
 //! Read-only questions an operator asks of a store, and the job-agnostic part of `verify`.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
+use redb::ReadableTable;
 use serde::Serialize;
 
 use super::Store;
@@ -184,8 +186,8 @@ impl Store {
         let meta =
             job_io::read_meta(&txn, job)?.ok_or_else(|| Error::JobNotFound(job.to_owned()))?;
         let tables = JobTables::new(job);
-        let done = job_io::load_ranges(&txn, &tables)?;
-        let last = job_io::last_log(&txn, &tables)?;
+        let progress = job_io::load_progress(&txn, &tables)?;
+        let (done, last) = (progress.done, progress.last);
         let snapshots = job_io::snapshot_generations(&txn, &tables)?.len() as u64;
         Ok(JobStatus {
             name: meta.name,
@@ -273,12 +275,13 @@ impl Store {
     ) -> Result<()> {
         let txn = self.inner.begin_read()?;
         require_job(&txn, job)?;
-        job_io::for_each_output(&txn, &JobTables::new(job), ids, |id, bytes| {
-            let out = codec::open_output(id, bytes)?;
+        let tables = JobTables::new(job);
+        let tail = job_io::load_progress(&txn, &tables)?.tail_runs();
+        job_io::Outputs::open(&txn, &tables, tail)?.for_each(ids, |seq, record| {
             f(StoredOutput {
-                id,
-                seq: out.seq,
-                payload: out.payload.to_vec(),
+                id: record.id,
+                seq,
+                payload: record.payload.to_vec(),
             })
         })
     }
@@ -321,7 +324,7 @@ impl Store {
         let tables = JobTables::new(job);
         let txn = self.inner.begin_read()?;
         let mut meta = require_job(&txn, job)?;
-        let mut done = job_io::load_ranges(&txn, &tables)?;
+        let progress = job_io::load_progress(&txn, &tables)?;
         let mut chosen = Vec::new();
         job_io::for_each_dead_letter(&txn, &tables, |id, _| {
             if ids.is_none_or(|wanted| wanted.contains(&id)) {
@@ -333,7 +336,13 @@ impl Store {
         if chosen.is_empty() {
             return Ok(chosen);
         }
-        let diff = done.remove_all(chosen.iter().copied());
+        // The stored done ranges catch up with the tail and lose the requeued ids; the id
+        // index catches up with the tail.
+        let mut done = progress.done.clone();
+        done.remove_all(chosen.iter().copied());
+        let diff = done.diff_from(&progress.materialized);
+        let index = progress.tail_runs();
+        let mark = progress.last.as_ref().map_or(0, |e| e.seq);
         // A completed job accepts no records; with work requeued it is paused instead, so
         // the next run settles them.
         let reopened = (meta.lifecycle == JobState::Completed).then(|| {
@@ -343,6 +352,8 @@ impl Store {
         let plan = job_io::CommitPlan {
             remove_dead: &chosen,
             ranges: Some(&diff),
+            index: &index,
+            mark: Some(mark),
             meta: reopened,
             durable: true,
             ..job_io::CommitPlan::default()
@@ -379,24 +390,25 @@ impl Store {
             }
         }
         let tables = JobTables::new(job);
-        let outputs = job_io::outputs_table(&txn, &tables)?;
 
-        // 1. The lineage chain, and each logged output.
+        // 1. The lineage chain, and each commit's outputs.
         let mut logged = RangeSet::new();
         let mut logged_dead = RangeSet::new();
+        let mut runs: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
         let mut prev_hash = 0u64;
         let mut expected_seq = 1u64;
         let mut last_seq = 0u64;
-        job_io::for_each_log(&txn, &tables, .., |seq, entry| {
+        job_io::for_each_segment(&txn, &tables, .., |seq, segment| {
             report.lineage_checked += 1;
             let item = format!("lineage entry {seq}");
-            let entry = match entry {
-                Ok(e) => e,
+            let segment = match segment {
+                Ok(s) => s,
                 Err(e) => {
                     report.add_error(&e);
                     return Ok(true);
                 }
             };
+            let entry = &segment.entry;
             if seq != expected_seq {
                 report.problem(&item, format!("expected entry {expected_seq} next"));
             }
@@ -409,7 +421,6 @@ impl Store {
                 report.problem(&item, "its hash does not match its contents");
             }
             prev_hash = entry.hash;
-            let mut hasher = OutputsHasher::new();
             for id in entry.output_ids() {
                 let (new, _) = logged.insert(id);
                 if !new {
@@ -418,29 +429,17 @@ impl Store {
                         format!("record {id} was committed by an earlier entry too"),
                     );
                 }
-                let Some(t) = outputs.as_ref() else { continue };
-                job_io::with_output(t, id, |bytes| {
-                    match bytes.map(|b| codec::open_output(id, b)) {
-                        None => report.problem(
-                            format!("output of record {id}"),
-                            format!("missing, though {item} committed it"),
-                        ),
-                        Some(Err(e)) => report.add_error(&e),
-                        Some(Ok(out)) => {
-                            hasher.add(id, out.crc);
-                            if out.seq != seq {
-                                report.problem(
-                                    format!("output of record {id}"),
-                                    format!(
-                                        "carries commit seq {} but {item} committed it",
-                                        out.seq
-                                    ),
-                                );
-                            }
-                        }
+            }
+            let mut hasher = OutputsHasher::new();
+            for record in segment.records() {
+                report.outputs_checked += 1;
+                match record {
+                    Ok(r) => hasher.add(r.id, r.crc),
+                    Err(e) => {
+                        report.add_error(&e);
+                        break;
                     }
-                    Ok(())
-                })?;
+                }
             }
             if hasher.finish() != entry.outputs_hash {
                 report.problem(
@@ -448,28 +447,53 @@ impl Store {
                     "the hash of its outputs does not match the stored outputs",
                 );
             }
+            for &(s, e) in &entry.outputs {
+                runs.insert(s, (e, seq));
+            }
             for &id in &entry.dead_letters {
                 logged_dead.insert(id);
             }
             Ok(true)
         })?;
+        let mut stored = logged;
 
-        // 2. Every stored output: checksum, and committed by some entry.
-        let mut stored = RangeSet::new();
-        job_io::for_each_output(&txn, &tables, .., |id, bytes| {
-            report.outputs_checked += 1;
-            if let Err(e) = codec::open_output(id, bytes) {
+        // 2. The id index: exactly the output runs of the commits up to its mark.
+        let progress = match job_io::load_progress(&txn, &tables) {
+            Ok(p) => Some(p),
+            Err(e) => {
                 report.add_error(&e);
+                None
             }
-            if !logged.contains(id) {
+        };
+        if let Some(p) = &progress {
+            let mut indexed = 0usize;
+            if let Some(t) = job_io::open_table_ro(&txn, tables.index())? {
+                for item in t.iter().map_err(super::storage)? {
+                    let (k, v) = item.map_err(super::storage)?;
+                    let (start, (end, seq)) = (k.value(), v.value());
+                    if seq > p.mark || runs.get(&start) != Some(&(end, seq)) {
+                        report.problem(
+                            format!("id index entry of records {start}..{end}"),
+                            format!(
+                                "names commit {seq}, which did not commit exactly those outputs"
+                            ),
+                        );
+                    } else {
+                        indexed += 1;
+                    }
+                }
+            }
+            let expected = runs.values().filter(|&&(_, seq)| seq <= p.mark).count();
+            if indexed != expected {
                 report.problem(
-                    format!("output of record {id}"),
-                    "no lineage entry committed it",
+                    "id index",
+                    format!(
+                        "holds {indexed} valid runs of outputs; commits up to {} stored {expected}",
+                        p.mark
+                    ),
                 );
             }
-            stored.insert(id);
-            Ok(true)
-        })?;
+        }
 
         // 3. Dead letters.
         job_io::for_each_dead_letter(&txn, &tables, |id, record| {
@@ -491,21 +515,18 @@ impl Store {
         })?;
 
         // 4. Done ranges equal outputs and dead letters.
-        match job_io::load_ranges(&txn, &tables) {
-            Ok(done) => {
-                if done != stored {
-                    let extra = done.len().abs_diff(stored.len());
-                    report.problem(
-                        "done ranges",
-                        format!(
-                            "mark {} records done but {} are stored ({extra} differ)",
-                            done.len(),
-                            stored.len()
-                        ),
-                    );
-                }
-            }
-            Err(e) => report.add_error(&e),
+        if let Some(p) = &progress
+            && p.done != stored
+        {
+            let extra = p.done.len().abs_diff(stored.len());
+            report.problem(
+                "done ranges",
+                format!(
+                    "mark {} records done but {} are stored ({extra} differ)",
+                    p.done.len(),
+                    stored.len()
+                ),
+            );
         }
 
         // 5. Snapshots.

@@ -9,6 +9,7 @@ mod inspect;
 pub(crate) mod job_io;
 pub(crate) mod meta;
 mod repair;
+pub(crate) mod segment;
 pub(crate) mod tables;
 
 use std::collections::HashSet;
@@ -23,8 +24,8 @@ use crate::error::{Error, Result};
 pub use inspect::{DeadLetter, JobStatus, Problem, SnapshotInfo, StoredOutput, VerifyReport};
 pub use repair::{RewindReport, SpaceInfo};
 
-/// The store format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The store format this build writes and reads (2: commit segments).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Options for opening a [`Store`].
 #[derive(Clone, Debug)]
@@ -332,7 +333,7 @@ impl Store {
             )
         })?;
         let found = u32::from_le_bytes(bytes);
-        if found > FORMAT_VERSION {
+        if found != FORMAT_VERSION {
             return Err(Error::UnsupportedFormat {
                 found,
                 supported: FORMAT_VERSION,

@@ -5,9 +5,14 @@
 //! - `resumable.jobs` (`&str -> &[u8]`): job name -> envelope of the job's metadata.
 //!
 //! Per job `NAME` (names are arbitrary UTF-8; the prefix keeps jobs apart):
-//! - `job.NAME.outputs` (`u64 -> &[u8]`): record id -> output record (crc, seq, payload).
-//! - `job.NAME.done` (`u64 -> u64`): done range start -> end (exclusive); disjoint, never touching.
-//! - `job.NAME.log` (`u64 -> &[u8]`): commit seq -> envelope of its lineage entry.
+//! - `job.NAME.log` (`u64 -> &[u8]`): commit seq -> segment: the commit's lineage entry and
+//!   all its outputs (see `store::segment`).
+//! - `job.NAME.done` (`u64 -> u64`): done range start -> end (exclusive); disjoint, never
+//!   touching; key [`MARK_KEY`] holds the commit seq the ranges reflect (the mark). Commits
+//!   after the mark (the tail) count as done too; the commit path brings the table up to
+//!   date every few hundred commits rather than on each.
+//! - `job.NAME.index` (`u64 -> (u64, u64)`): first id of a run of outputs -> (end id
+//!   exclusive, commit seq), for the commits up to the mark.
 //! - `job.NAME.snapshots` (`u64 -> &[u8]`): generation -> envelope of the snapshot.
 //! - `job.NAME.dead` (`u64 -> &[u8]`): record id -> envelope of its dead letter.
 
@@ -19,10 +24,14 @@ pub(crate) const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("resu
 /// Key of the store format version in [`STORE`].
 pub(crate) const FORMAT_KEY: &str = "format";
 
+/// Key of the mark in a job's done table (ids never reach it: `u64::MAX` is reserved).
+pub(crate) const MARK_KEY: u64 = u64::MAX;
+
 /// The names of one job's tables.
 #[derive(Debug, Clone)]
 pub(crate) struct JobTables {
-    outputs: String,
+    job: String,
+    index: String,
     done: String,
     log: String,
     snapshots: String,
@@ -32,7 +41,8 @@ pub(crate) struct JobTables {
 impl JobTables {
     pub(crate) fn new(job: &str) -> Self {
         JobTables {
-            outputs: format!("job.{job}.outputs"),
+            job: job.to_owned(),
+            index: format!("job.{job}.index"),
             done: format!("job.{job}.done"),
             log: format!("job.{job}.log"),
             snapshots: format!("job.{job}.snapshots"),
@@ -40,8 +50,12 @@ impl JobTables {
         }
     }
 
-    pub(crate) fn outputs(&self) -> TableDefinition<'_, u64, &'static [u8]> {
-        TableDefinition::new(&self.outputs)
+    pub(crate) fn job(&self) -> &str {
+        &self.job
+    }
+
+    pub(crate) fn index(&self) -> TableDefinition<'_, u64, (u64, u64)> {
+        TableDefinition::new(&self.index)
     }
 
     pub(crate) fn done(&self) -> TableDefinition<'_, u64, u64> {

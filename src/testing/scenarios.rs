@@ -5,9 +5,10 @@ use crate::codec;
 use crate::lineage::LineageEntry;
 use crate::store::job_io::{DeadLetterRecord, SnapshotRecord};
 use crate::store::meta::JobMeta;
+use crate::store::segment::{self, Segment};
 
 /// Feeds `bytes` to every decoder the store uses on stored values: the envelope of job
-/// metadata, lineage entries, snapshots and dead letters; the output record framing; and
+/// metadata, lineage entries, snapshots and dead letters; commit segments and their records; and
 /// bare payload decodes of a few output types. Returns how many accepted the bytes.
 ///
 /// Never panics on any input, and never allocates more than the codec's decode limit (1 GiB):
@@ -25,9 +26,20 @@ pub fn decode_everything(bytes: &[u8]) -> usize {
     accepted += usize::from(codec::decode::<LineageEntry>(bytes).is_ok());
     accepted += usize::from(codec::decode::<SnapshotRecord>(bytes).is_ok());
     accepted += usize::from(codec::decode::<DeadLetterRecord>(bytes).is_ok());
-    if let Ok(out) = codec::open_output(7, bytes) {
+    if let Ok(segment) = Segment::parse(3, bytes) {
         accepted += 1;
-        accepted += usize::from(codec::decode_output::<Vec<u8>>(7, out.payload).is_ok());
+        for record in segment.records() {
+            match record {
+                Ok(r) => {
+                    accepted +=
+                        usize::from(codec::decode_output::<Vec<u8>>(r.id, r.payload).is_ok());
+                }
+                Err(_) => break,
+            }
+        }
+        for id in [0, 1, 4, 9] {
+            accepted += usize::from(matches!(segment.find(id), Ok(Some(_))));
+        }
     }
     accepted += usize::from(codec::decode_output::<String>(7, bytes).is_ok());
     accepted += usize::from(codec::decode_output::<Vec<String>>(7, bytes).is_ok());
@@ -61,6 +73,41 @@ pub fn decoder_seeds() -> Vec<Vec<u8>> {
         seeds.push(sealed[5..].to_vec());
         seeds.push(sealed);
     }
-    seeds.push(codec::seal_output(7, 3, &[3, 1, 2, 3]).0);
+    let mut records = Vec::new();
+    for (id, v) in [
+        (1u64, vec![3u8, 1, 2]),
+        (2, vec![]),
+        (3, vec![9; 40]),
+        (9, vec![7]),
+    ] {
+        if let Ok(mut framed) = codec::encode_output(&v, 0)
+            && codec::seal_record_in_place(id, 3, &mut framed).is_ok()
+        {
+            records.push((id, framed));
+        }
+    }
+    let hash = {
+        let mut h = crate::lineage::OutputsHasher::new();
+        for (id, framed) in &records {
+            h.add(
+                *id,
+                u32::from_le_bytes([framed[0], framed[1], framed[2], framed[3]]),
+            );
+        }
+        h.finish()
+    };
+    let segment_entry = LineageEntry::new(
+        3,
+        1_700_000_000_000,
+        vec![(1, 4), (9, 10)],
+        vec![5],
+        hash,
+        88,
+    );
+    if let Ok(sealed) = codec::seal_value("lineage", &segment_entry)
+        && let Ok(segment) = segment::build(&sealed, &records)
+    {
+        seeds.push(segment);
+    }
     seeds
 }

@@ -124,6 +124,9 @@ impl Workload {
             .commit_policy(CommitPolicy::new().max_group_records(1_000_000))
             .snapshot_every_commits(self.snapshot_every)
             .keep_snapshots(self.keep_snapshots)
+            // Small, so crashes land on commits that write the done ranges and id index, on
+            // commits that do not, and on opens that rebuild progress from the tail.
+            .progress_every_commits(2)
     }
 
     #[must_use]
