@@ -45,9 +45,13 @@ const BARE_GROUP: u64 = 1000;
 const BARE_TABLE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("bench");
 /// Records in flight between the reference job's workers and its sink.
 const CHANNEL_BOUND: usize = 4096;
-/// Group size and count of the per-commit cost probe.
+/// Group size of the per-commit cost probe, and its shape: the small and the large store
+/// take turns, `PROBE_ROUNDS` times `PROBE_COMMITS_PER_ROUND` commits each, so drift on a
+/// shared disk hits both alike.
 const PROBE_GROUP: u64 = 100;
-const PROBE_COMMITS: usize = 50;
+const PROBE_ROUNDS: usize = 10;
+const PROBE_COMMITS_PER_ROUND: usize = 10;
+const PROBE_COMMITS: usize = PROBE_ROUNDS * PROBE_COMMITS_PER_ROUND;
 
 /// Arguments of `resumable bench`.
 #[derive(clap::Args, Debug)]
@@ -580,38 +584,61 @@ struct ResumeStudy {
     job_open_after_snapshot_ms: f64,
 }
 
-fn probe_commits(
-    job: &mut resumable::Job<Tally>,
-    next_id: &mut u64,
-    payload: &[u8],
-) -> Result<CommitProbe> {
-    let done_before = job.done_count();
-    let mut walls = Vec::with_capacity(PROBE_COMMITS);
-    let cpu = thread_cpu_ns();
-    for _ in 0..PROBE_COMMITS {
-        let group: Vec<(u64, Bytes)> = (*next_id..*next_id + PROBE_GROUP)
-            .map(|id| (id, Bytes(payload.to_vec())))
-            .collect();
-        *next_id += PROBE_GROUP;
-        let start = Instant::now();
-        job.commit(group)?;
-        walls.push(start.elapsed().as_secs_f64() * 1e6);
+/// One side of the per-commit probe: the walls and CPU of its commits so far.
+struct ProbeSide {
+    done_before: u64,
+    walls: Vec<f64>,
+    cpu_ns: Option<u64>,
+}
+
+impl ProbeSide {
+    fn new(done_before: u64) -> Self {
+        ProbeSide {
+            done_before,
+            walls: Vec::with_capacity(PROBE_COMMITS),
+            cpu_ns: Some(0),
+        }
     }
-    Ok(CommitProbe {
-        done_before,
-        wall_median_us: median(&mut walls),
-        cpu_mean_us: cpu_since(cpu).map(|ns| ns as f64 / 1000.0 / PROBE_COMMITS as f64),
-    })
+
+    /// Times `PROBE_COMMITS_PER_ROUND` commits made by `commit`.
+    fn round(&mut self, mut commit: impl FnMut() -> Result<()>) -> Result<()> {
+        let cpu = thread_cpu_ns();
+        for _ in 0..PROBE_COMMITS_PER_ROUND {
+            let start = Instant::now();
+            commit()?;
+            self.walls.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        self.cpu_ns = match (self.cpu_ns, cpu_since(cpu)) {
+            (Some(total), Some(ns)) => Some(total + ns),
+            _ => None,
+        };
+        Ok(())
+    }
+
+    fn finish(mut self) -> CommitProbe {
+        let commits = self.walls.len() as f64;
+        CommitProbe {
+            done_before: self.done_before,
+            wall_median_us: median(&mut self.walls),
+            cpu_mean_us: self.cpu_ns.map(|ns| ns as f64 / 1000.0 / commits),
+        }
+    }
+}
+
+/// Commits the next `PROBE_GROUP` 1 KiB records of `job` as one group.
+fn probe_commit(job: &mut resumable::Job<Tally>, next_id: &mut u64, payload: &[u8]) -> Result<()> {
+    let group: Vec<(u64, Bytes)> = (*next_id..*next_id + PROBE_GROUP)
+        .map(|id| (id, Bytes(payload.to_vec())))
+        .collect();
+    *next_id += PROBE_GROUP;
+    job.commit(group)?;
+    Ok(())
 }
 
 /// The per-commit probe on bare redb: median wall time of `PROBE_COMMITS` durable commits of
-/// `PROBE_GROUP` 1 KiB inserts, at 10^3 and at `records` rows.
+/// `PROBE_GROUP` 1 KiB inserts into a table of 10^3 rows and one of `records` rows, taking
+/// turns.
 fn bare_commit_probes(ctx: &Ctx, records: u64) -> Result<(f64, f64)> {
-    let path = ctx.dir.join("bare-probe.redb");
-    let mut builder = redb::Builder::new();
-    builder.set_cache_size(256 << 20);
-    let db = builder.create(&path)?;
-    let mut next = 0u64;
     let fill = |db: &redb::Database, next: &mut u64, until: u64, group: u64| -> Result<()> {
         while *next < until {
             let end = (*next + group).min(until);
@@ -627,27 +654,36 @@ fn bare_commit_probes(ctx: &Ctx, records: u64) -> Result<(f64, f64)> {
         }
         Ok(())
     };
-    let probe = |db: &redb::Database, next: &mut u64| -> Result<f64> {
-        let mut walls = Vec::with_capacity(PROBE_COMMITS);
-        for _ in 0..PROBE_COMMITS {
-            let start = Instant::now();
-            fill(db, next, *next + PROBE_GROUP, PROBE_GROUP)?;
-            walls.push(start.elapsed().as_secs_f64() * 1e6);
-        }
-        Ok(median(&mut walls))
+    let open = |name: &str, rows: u64| -> Result<(PathBuf, redb::Database, u64)> {
+        let path = ctx.dir.join(name);
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(256 << 20);
+        let db = builder.create(&path)?;
+        let mut next = 0;
+        fill(&db, &mut next, rows, BARE_GROUP)?;
+        Ok((path, db, next))
     };
-    fill(&db, &mut next, 1000, BARE_GROUP)?;
-    let low = probe(&db, &mut next)?;
-    fill(
-        &db,
-        &mut next,
+    let (low_path, low_db, mut low_next) = open("bare-probe-low.redb", 1000)?;
+    let (high_path, high_db, mut high_next) = open(
+        "bare-probe-high.redb",
         records.saturating_sub(PROBE_GROUP * PROBE_COMMITS as u64),
-        BARE_GROUP,
     )?;
-    let high = probe(&db, &mut next)?;
-    drop(db);
-    let _ = fs::remove_file(&path);
-    Ok((low, high))
+    let mut low = ProbeSide::new(low_next);
+    let mut high = ProbeSide::new(high_next);
+    for _ in 0..PROBE_ROUNDS {
+        low.round(|| {
+            let until = low_next + PROBE_GROUP;
+            fill(&low_db, &mut low_next, until, PROBE_GROUP)
+        })?;
+        high.round(|| {
+            let until = high_next + PROBE_GROUP;
+            fill(&high_db, &mut high_next, until, PROBE_GROUP)
+        })?;
+    }
+    drop((low_db, high_db));
+    let _ = fs::remove_file(&low_path);
+    let _ = fs::remove_file(&high_path);
+    Ok((low.finish().wall_median_us, high.finish().wall_median_us))
 }
 
 /// Builds a store of `records` done 1 KiB records in default-sized durable groups, probing
@@ -656,25 +692,38 @@ fn resume_study(ctx: &Ctx, records: u64) -> Result<ResumeStudy> {
     let path = ctx.dir.join("resume.redb");
     let options = || JobOptions::new().commit_policy(CommitPolicy::new());
     let build_start = Instant::now();
+    let fill = |job: &mut resumable::Job<Tally>, next_id: &mut u64, until: u64| {
+        while *next_id < until {
+            let end = (*next_id + BARE_GROUP).min(until);
+            job.commit((*next_id..end).map(|id| (id, Bytes(ctx.payload.clone()))))?;
+            *next_id = end;
+        }
+        anyhow::Ok(())
+    };
     let (probe_low, probe_high) = {
         let store = Store::open(&path)?;
         let mut job = store.job::<Tally>("bench", options())?;
         let mut next_id = 0u64;
-        let fill = |job: &mut resumable::Job<Tally>, next_id: &mut u64, until: u64| {
-            while *next_id < until {
-                let end = (*next_id + BARE_GROUP).min(until);
-                job.commit((*next_id..end).map(|id| (id, Bytes(ctx.payload.clone()))))?;
-                *next_id = end;
-            }
-            anyhow::Ok(())
-        };
-        fill(&mut job, &mut next_id, 1000)?;
-        let low = probe_commits(&mut job, &mut next_id, &ctx.payload)?;
-        let target = records.saturating_sub(PROBE_GROUP * PROBE_COMMITS as u64);
-        fill(&mut job, &mut next_id, target)?;
-        let high = probe_commits(&mut job, &mut next_id, &ctx.payload)?;
+        fill(
+            &mut job,
+            &mut next_id,
+            records.saturating_sub(PROBE_GROUP * PROBE_COMMITS as u64),
+        )?;
+        let low_path = ctx.dir.join("probe-low.redb");
+        let low_store = Store::open(&low_path)?;
+        let mut low_job = low_store.job::<Tally>("bench", options())?;
+        let mut low_next = 0u64;
+        fill(&mut low_job, &mut low_next, 1000)?;
+        let mut low = ProbeSide::new(low_job.done_count());
+        let mut high = ProbeSide::new(job.done_count());
+        for _ in 0..PROBE_ROUNDS {
+            low.round(|| probe_commit(&mut low_job, &mut low_next, &ctx.payload))?;
+            high.round(|| probe_commit(&mut job, &mut next_id, &ctx.payload))?;
+        }
+        drop((low_job, low_store));
+        let _ = fs::remove_file(&low_path);
         // Dropped without pause/complete: the next open is a crash recovery.
-        (low, high)
+        (low.finish(), high.finish())
     };
     let build_secs = build_start.elapsed().as_secs_f64();
     let file_bytes = fs::metadata(&path)?.len();
@@ -1064,10 +1113,11 @@ impl Report {
         );
         for p in [&r.probe_low, &r.probe_high] {
             println!(
-                "per-commit cost at {} done records ({} durable commits of {} x 1 KiB): median {:.0} us wall, {} CPU",
+                "per-commit cost at {} done records ({} durable commits of {} x 1 KiB, {} rounds taking turns with the other store): median {:.0} us wall, {} CPU",
                 p.done_before,
                 PROBE_COMMITS,
                 PROBE_GROUP,
+                PROBE_ROUNDS,
                 p.wall_median_us,
                 opt(p.cpu_mean_us, "us"),
             );
