@@ -61,6 +61,10 @@
 //! - **group**: the records settled by one commit ([`CommitPolicy`] sizes it).
 //! - **snapshot**: an encoded copy of the state as of a commit, numbered by generation.
 //! - **lineage**: the hash-chained log of commits.
+//! - **segment**: how a commit is stored: its lineage entry and all its outputs in one
+//!   value, so a commit inserts one row whatever its size. Done ranges and an id index are
+//!   brought up to date every few hundred commits
+//!   ([`JobOptions::progress_every_commits`]); opening a job adds the commits since.
 //! - **dead letter**: a record that failed too often, settled without an output until an
 //!   operator requeues it.
 //!

@@ -1,12 +1,14 @@
 //! A job: records committed exactly once, progress, the folded state and its snapshots.
 //!
-//! The commit path (`commit_group`) is: sort the group by id, drop ids already done, encode
-//! and checksum each output, fold the outputs into the state (a panic there aborts the
-//! commit), build the lineage entry and, every K commits, a snapshot, then hand the whole
-//! plan to the store, which writes it in one redb transaction. In-memory bookkeeping
-//! (done ranges, sequence, hash chain) is updated as the plan is built; if the write fails
-//! the handle is poisoned, so that bookkeeping is never used again: a reopen rebuilds it
-//! from what actually landed.
+//! The commit path (`commit_pending`) is: sort the group by id, drop ids already done, seal
+//! each output's record (CRC over id, seq and payload), build the lineage entry and pack
+//! entry and records into one segment, fold the outputs into the state (a panic there
+//! aborts the commit), add every K commits a snapshot and every `progress_every_commits`
+//! commits the done ranges and id index caught up to this commit, then hand the whole plan
+//! to the store, which writes it in one redb transaction. In-memory bookkeeping (done
+//! ranges, sequence, hash chain, the progress mark) is updated as the plan is built; if the
+//! write fails the handle is poisoned, so that bookkeeping is never used again: a reopen
+//! rebuilds it from what actually landed.
 
 mod policy;
 mod resume;

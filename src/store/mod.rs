@@ -405,10 +405,6 @@ pub(crate) fn storage(e: impl Into<redb::Error>) -> Error {
         redb::Error::DatabaseAlreadyOpen => Error::Locked {
             what: "the store".into(),
         },
-        redb::Error::UpgradeRequired(v) => Error::UnsupportedFormat {
-            found: u32::from(v),
-            supported: FORMAT_VERSION,
-        },
         other => Error::Storage(Box::new(other)),
     }
 }
@@ -425,6 +421,12 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
             )
             .into(),
         ),
+        redb::DatabaseError::UpgradeRequired(v) => Error::NotAStore {
+            path: path.to_owned(),
+            reason: format!(
+                "a database in redb's older file format {v}; resumable stores are written by redb 4"
+            ),
+        },
         redb::DatabaseError::Storage(redb::StorageError::Io(io))
             if io.kind() == std::io::ErrorKind::InvalidData =>
         {

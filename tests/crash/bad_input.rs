@@ -226,30 +226,45 @@ fn empty_foreign_newer_and_mismatched_stores_get_their_typed_errors() {
         );
     }
 
-    // A newer format version, written with raw redb into the `resumable.store` table.
-    let newer = dir.path().join("newer.redb");
-    real_store(&newer);
-    {
-        let db = redb::Database::open(&newer).unwrap();
-        let txn = db.begin_write().unwrap();
+    // A newer and an older format version, written with raw redb into the
+    // `resumable.store` table: each refused with a message saying what to do.
+    for (name, version, advice) in [
+        ("newer", resumable::FORMAT_VERSION + 1, "upgrade resumable"),
+        ("older", resumable::FORMAT_VERSION - 1, "pre-release"),
+    ] {
+        let path = dir.path().join(format!("{name}.redb"));
+        real_store(&path);
         {
-            let def: redb::TableDefinition<&str, &[u8]> =
-                redb::TableDefinition::new("resumable.store");
-            let mut t = txn.open_table(def).unwrap();
-            let v = (resumable::FORMAT_VERSION + 1).to_le_bytes();
-            t.insert("format", v.as_slice()).unwrap();
+            let db = redb::Database::open(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let def: redb::TableDefinition<&str, &[u8]> =
+                    redb::TableDefinition::new("resumable.store");
+                let mut t = txn.open_table(def).unwrap();
+                t.insert("format", version.to_le_bytes().as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
         }
-        txn.commit().unwrap();
-    }
-    for _ in 0..2 {
-        // Refused every time: the refusal wrote nothing that changes the answer.
-        let e = Store::open(&newer).unwrap_err();
-        assert!(
-            matches!(e, Error::UnsupportedFormat { found, .. } if found == resumable::FORMAT_VERSION + 1),
-            "{e:?}"
+        for _ in 0..2 {
+            // Refused every time: the refusal wrote nothing that changes the answer.
+            let e = Store::open(&path).unwrap_err();
+            assert!(
+                matches!(e, Error::UnsupportedFormat { found, .. } if found == version),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains(advice), "{e}");
+        }
+        let e = Store::open(&path).unwrap_err();
+        counts.insert(
+            if version > resumable::FORMAT_VERSION {
+                "newer format version"
+            } else {
+                "older format version"
+            },
+            variant(&e).into(),
         );
     }
-    let e = Store::open(&newer).unwrap_err();
     counts.insert("newer format version", variant(&e).into());
 
     // Wrong state type, schema version, input manifest: refused, nothing written.
