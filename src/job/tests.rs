@@ -466,6 +466,16 @@ fn progress_rebuilt_from_index_and_tail_matches_what_was_committed() {
         })
         .expect("window");
     assert_eq!(window, [5, 7, 8, 9, 10, 11]);
+    #[expect(
+        clippy::reversed_empty_ranges,
+        reason = "an operator can pass --from above --to"
+    )]
+    let reversed = 12..5;
+    store
+        .for_each_output("j", reversed, |o| {
+            panic!("nothing in a reversed range: {o:?}")
+        })
+        .expect("a reversed range is empty");
     let report = job.verify().expect("verify");
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(store.status("j").expect("status").records_done, 23);

@@ -395,6 +395,9 @@ impl Outputs {
 
     /// Runs overlapping `ids`, ascending by first id.
     fn runs(&self, ids: &Range<u64>) -> Result<Vec<Run>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut runs: Vec<Run> = self
             .tail
             .iter()

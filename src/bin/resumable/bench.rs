@@ -180,7 +180,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
     let (rounds, run_for, resume_records, seq_bytes) = if args.quick {
         (3usize, Duration::from_millis(400), 100_000u64, 64u64 << 20)
     } else {
-        (5, Duration::from_secs(2), 1_000_000, 512 << 20)
+        // Nine rounds: the fsync-bound variants swing by 1.5x between rounds on a shared
+        // disk, and five left their medians at the mercy of one or two bad rounds.
+        (9, Duration::from_secs(2), 1_000_000, 512 << 20)
     };
     let load_start = load_average();
     let passes = calibrate(args.cost_us);
