@@ -583,3 +583,31 @@ fn verify_names_a_stale_id_index_entry() {
         "{report:?}"
     );
 }
+
+#[test]
+fn progress_is_written_once_the_tail_holds_8_mib() {
+    let (_d, path) = fresh();
+    let store = Store::open(&path).expect("open");
+    let mut job = store
+        .job::<Discard<Vec<u8>>>(
+            "j",
+            JobOptions::new().commit_policy(CommitPolicy::per_record()),
+        )
+        .expect("job");
+    for id in 0..10 {
+        job.submit(id, vec![id as u8; 1 << 20]).expect("submit");
+    }
+    // Each commit's segment holds a bit over 1 MiB: the 8th brings the tail to 8 MiB, long
+    // before the 256-commit default.
+    let p = raw_progress(&store);
+    assert_eq!((p.mark, p.tail.len()), (8, 2));
+    assert_eq!(p.done.len(), 10);
+    assert_eq!(
+        job.output(3).expect("read").expect("stored"),
+        vec![3u8; 1 << 20]
+    );
+    assert_eq!(
+        job.output(9).expect("read").expect("stored"),
+        vec![9u8; 1 << 20]
+    );
+}

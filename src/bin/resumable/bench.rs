@@ -272,7 +272,18 @@ fn run_variant(ctx: &Ctx, variant: Variant, round: usize) -> Result<Sample> {
         Variant::ResumableRunnerJob => runner_job(ctx, &path),
     }?;
     let _ = fs::remove_file(&path);
+    settle(&ctx.dir);
     Ok(sample)
+}
+
+/// Lets the disk settle between variants: makes the deletion of the last variant's file
+/// durable (fsync of the directory) and gives writeback a moment, so that no variant
+/// starts while the journal is still busy with the one before it.
+fn settle(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    thread::sleep(Duration::from_millis(250));
 }
 
 /// CPU time this thread has run, in nanoseconds (Linux: `/proc/thread-self/schedstat`).
