@@ -102,7 +102,7 @@ fn format2_fixture_reads_back_exactly() {
         let lineage = store.lineage(JOB, 0, 100).unwrap();
         let committed: Vec<u64> = lineage
             .iter()
-            .flat_map(|e| e.output_ids().chain(e.dead_letters.iter().copied()))
+            .flat_map(resumable::LineageEntry::settled_ids)
             .collect();
         assert_eq!(committed.len(), 30);
         let mut in_order = spec();
@@ -111,10 +111,7 @@ fn format2_fixture_reads_back_exactly() {
         }
         let mut by_commit: Vec<u64> = Vec::new();
         for e in &lineage {
-            let mut ids: Vec<u64> = e
-                .output_ids()
-                .chain(e.dead_letters.iter().copied())
-                .collect();
+            let mut ids: Vec<u64> = e.settled_ids().collect();
             ids.sort_unstable();
             by_commit.extend(ids);
         }

@@ -277,25 +277,16 @@ impl ProgressMark {
     const MAX_TAIL_BYTES: u64 = 8 << 20;
 
     pub(crate) fn from_progress(p: job_io::Progress) -> Self {
-        let tail_runs = p.tail_runs();
-        let tail_ids = p
-            .tail
-            .iter()
-            .flat_map(|e| {
-                e.outputs
-                    .iter()
-                    .copied()
-                    .chain(e.dead_letters.iter().map(|&d| (d, d + 1)))
-            })
-            .collect();
-        ProgressMark {
+        let mut mark = ProgressMark {
             materialized: p.materialized,
             mark: p.mark,
-            tail_ids,
-            tail_runs,
-            tail_commits: p.tail.len() as u64,
-            tail_bytes: p.tail_bytes,
+            ..ProgressMark::default()
+        };
+        for e in &p.tail {
+            mark.add(e.seq, &e.outputs, &e.dead_letters, 0);
         }
+        mark.tail_bytes = p.tail_bytes;
+        mark
     }
 
     fn add(&mut self, seq: u64, outputs: &[(u64, u64)], dead: &[u64], bytes: u64) {
@@ -755,7 +746,7 @@ impl<S: Fold> Job<S> {
         // From here on the in-memory bookkeeping runs ahead of the store; any failure below
         // poisons the handle so it is never trusted again.
         self.poisoned = true;
-        self.done.insert_all(group.iter().map(Pending::id));
+        self.done.extend(group.iter().map(Pending::id));
         let state = &mut self.state;
         let folded = catch_unwind(AssertUnwindSafe(|| {
             for p in &group {
@@ -1072,8 +1063,7 @@ impl<S: Fold> Job<S> {
     /// [`Error::Corrupt`] when its checksum or decoding fails.
     pub fn output(&self, id: u64) -> Result<Option<S::Output>> {
         let txn = self.claim.store.begin_read()?;
-        let outputs =
-            job_io::Outputs::open(&txn, &self.tables, self.progress_mark.tail_runs.clone())?;
+        let outputs = job_io::Outputs::open(&txn, &self.tables, &self.progress_mark.tail_runs)?;
         outputs.get(id, |found| match found {
             None => Ok(None),
             Some((_, record)) => codec::decode_output(id, record.payload).map(Some),

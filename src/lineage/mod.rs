@@ -82,6 +82,11 @@ impl LineageEntry {
     pub fn output_ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.outputs.iter().flat_map(|&(s, e)| s..e)
     }
+
+    /// Every id this commit settled: its outputs, then its dead letters.
+    pub fn settled_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.output_ids().chain(self.dead_letters.iter().copied())
+    }
 }
 
 /// Incrementally hashes `(id, crc)` pairs of a commit's outputs, in id order.

@@ -154,16 +154,14 @@ impl RangeSet {
         })
     }
 
-    /// Inserts one id; returns whether it was new, and the stored-range diff.
-    pub(crate) fn insert(&mut self, id: u64) -> (bool, RangeDiff) {
-        let mut diff = RangeDiff::default();
+    /// Inserts one id. When it was new, returns the start of the range it merged away (the
+    /// one beginning at `id + 1`), if any, and the range now holding it.
+    fn add(&mut self, id: u64) -> Option<(Option<u64>, (u64, u64))> {
         if self.contains(id) {
-            return (false, diff);
+            return None;
         }
-        let Some(id_end) = id.checked_add(1) else {
-            // u64::MAX cannot be represented as a half-open range end; callers reject it.
-            return (false, diff);
-        };
+        // u64::MAX cannot be represented as a half-open range end; callers reject it.
+        let id_end = id.checked_add(1)?;
         let mut start = id;
         let mut end = id_end;
         // Merge with the range ending exactly at `id`.
@@ -173,15 +171,27 @@ impl RangeSet {
             start = s;
         }
         // Merge with the range starting exactly at `id + 1`.
-        if let Some(&e) = self.ranges.get(&id_end) {
-            self.ranges.remove(&id_end);
-            diff.removed.push(id_end);
+        let merged = self.ranges.remove(&id_end).map(|e| {
             end = e;
-        }
+            id_end
+        });
         self.ranges.insert(start, end);
-        diff.written.push((start, end));
         self.len += 1;
-        (true, diff)
+        Some((merged, (start, end)))
+    }
+
+    /// Inserts one id; returns whether it was new, and the stored-range diff.
+    pub(crate) fn insert(&mut self, id: u64) -> (bool, RangeDiff) {
+        match self.add(id) {
+            None => (false, RangeDiff::default()),
+            Some((merged, written)) => (
+                true,
+                RangeDiff {
+                    removed: merged.into_iter().collect(),
+                    written: vec![written],
+                },
+            ),
+        }
     }
 
     /// Inserts every id of `ids` (any order); returns the diff for the store.
@@ -192,6 +202,14 @@ impl RangeSet {
             total.add(diff);
         }
         total.finish()
+    }
+
+    /// Inserts every id of `ids` (any order) when no store copy needs the diff: the commit
+    /// path, whose stored ranges are written from the progress mark instead.
+    pub(crate) fn extend(&mut self, ids: impl IntoIterator<Item = u64>) {
+        for id in ids {
+            self.add(id);
+        }
     }
 
     /// Removes one id; returns whether it was present, and the stored-range diff.

@@ -277,7 +277,7 @@ impl Store {
         require_job(&txn, job)?;
         let tables = JobTables::new(job);
         let tail = job_io::load_progress(&txn, &tables)?.tail_runs();
-        job_io::Outputs::open(&txn, &tables, tail)?.for_each(ids, |seq, record| {
+        job_io::Outputs::open(&txn, &tables, &tail)?.for_each(ids, |seq, record| {
             f(StoredOutput {
                 id: record.id,
                 seq,
@@ -338,11 +338,11 @@ impl Store {
         }
         // The stored done ranges catch up with the tail and lose the requeued ids; the id
         // index catches up with the tail.
-        let mut done = progress.done.clone();
-        done.remove_all(chosen.iter().copied());
-        let diff = done.diff_from(&progress.materialized);
         let index = progress.tail_runs();
         let mark = progress.last.as_ref().map_or(0, |e| e.seq);
+        let mut done = progress.done;
+        done.remove_all(chosen.iter().copied());
+        let diff = done.diff_from(&progress.materialized);
         // A completed job accepts no records; with work requeued it is paused instead, so
         // the next run settles them.
         let reopened = (meta.lifecycle == JobState::Completed).then(|| {

@@ -199,10 +199,12 @@ impl Progress {
 
 /// The output runs of lineage entries, for the id index.
 pub(crate) fn runs_of(entries: &[LineageEntry]) -> Vec<Run> {
-    entries
-        .iter()
-        .flat_map(|e| e.outputs.iter().map(move |&(s, end)| (s, end, e.seq)))
-        .collect()
+    entries.iter().flat_map(entry_runs).collect()
+}
+
+/// One lineage entry's output runs, for the id index.
+pub(crate) fn entry_runs(entry: &LineageEntry) -> impl Iterator<Item = Run> + '_ {
+    entry.outputs.iter().map(|&(s, e)| (s, e, entry.seq))
 }
 
 /// Reads a job's progress: stored done ranges (checking their shape), and the lineage
@@ -237,7 +239,7 @@ pub(crate) fn load_progress(txn: &ReadTransaction, tables: &JobTables) -> Result
         expected += 1;
         let entry = segment::entry(seq, bytes)?;
         tail_bytes += bytes.len() as u64;
-        done.insert_all(entry.output_ids().chain(entry.dead_letters.iter().copied()));
+        done.extend(entry.settled_ids());
         tail.push(entry);
         Ok(true)
     })?;
@@ -359,15 +361,15 @@ pub(crate) fn for_each_log(
 
 /// Finds stored outputs by id: the id index for commits up to the mark, the tail's runs for
 /// the commits after it.
-pub(crate) struct Outputs {
+pub(crate) struct Outputs<'t> {
     log: Option<redb::ReadOnlyTable<u64, &'static [u8]>>,
     index: Option<redb::ReadOnlyTable<u64, (u64, u64)>>,
-    tail: Vec<Run>,
+    tail: &'t [Run],
 }
 
-impl Outputs {
+impl<'t> Outputs<'t> {
     /// Opens the lookup; `tail` is the runs of the commits after the index's mark.
-    pub(crate) fn open(txn: &ReadTransaction, tables: &JobTables, tail: Vec<Run>) -> Result<Self> {
+    pub(crate) fn open(txn: &ReadTransaction, tables: &JobTables, tail: &'t [Run]) -> Result<Self> {
         Ok(Outputs {
             log: open_table_ro(txn, tables.log())?,
             index: open_table_ro(txn, tables.index())?,

@@ -400,7 +400,7 @@ fn cut_at(txn: &ReadTransaction, tables: &JobTables, job: &str, generation: u64)
         for &id in &entry.dead_letters {
             dead.insert(id);
         }
-        runs.extend(entry.outputs.iter().map(|&(a, b)| (a, b, s)));
+        runs.extend(job_io::entry_runs(&entry));
         Ok(true)
     })?;
     if seq > 0 && expected != seq + 1 {
