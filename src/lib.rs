@@ -80,6 +80,7 @@ mod codec;
 pub mod demo;
 mod error;
 mod job;
+mod json;
 mod lifecycle;
 mod lineage;
 mod maintain;
@@ -95,6 +96,7 @@ pub use job::{
     CommitPolicy, CommitReceipt, Discard, Durability, Fold, Job, JobOptions, JobStats, Submit,
     manifest_digest,
 };
+pub use json::Json;
 pub use lifecycle::JobState;
 pub use lineage::LineageEntry;
 pub use progress::RangeSet;

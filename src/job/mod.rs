@@ -89,6 +89,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Fold for Discard<T> {
     type Output = T;
     const FOLDS_OUTPUTS: bool = false;
     fn apply(&mut self, _id: u64, _output: &T) {}
+
+    /// `resumable::job::Discard<T>` with `T`'s [`std::any::type_name`]: spelled out so the
+    /// name stored with existing jobs does not change when the type moves in the crate.
+    fn type_name() -> String {
+        format!("resumable::job::Discard<{}>", std::any::type_name::<T>())
+    }
 }
 
 /// A digest of the input identifiers a job declares, stored with the job so a resume

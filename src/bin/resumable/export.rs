@@ -50,6 +50,7 @@ pub(crate) struct Args {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Decoder {
     Demo,
+    Json,
     Hex,
 }
 
@@ -57,6 +58,8 @@ impl Decoder {
     pub(crate) fn for_state_type(state_type: &str) -> Self {
         if state_type == DemoTotals::type_name() {
             Decoder::Demo
+        } else if state_type == resumable::Json::discard_type_name() {
+            Decoder::Json
         } else {
             Decoder::Hex
         }
@@ -66,6 +69,7 @@ impl Decoder {
     pub(crate) fn json(self, output: &StoredOutput) -> anyhow::Result<String> {
         Ok(match self {
             Decoder::Demo => serde_json::to_string(&output.decode::<DemoOutput>()?)?,
+            Decoder::Json => output.decode::<resumable::Json>()?.into_string(),
             Decoder::Hex => serde_json::to_string(&hex(&output.payload))?,
         })
     }
@@ -123,7 +127,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     let value: serde_json::Value = serde_json::from_str(&text)?;
                     let cols = columns.get_or_insert_with(|| {
                         let cols: Vec<String> = match (&value, decoder) {
-                            (serde_json::Value::Object(m), Decoder::Demo) => {
+                            (serde_json::Value::Object(m), Decoder::Demo | Decoder::Json) => {
                                 m.keys().cloned().collect()
                             }
                             _ => vec!["payload_hex".to_owned()],
