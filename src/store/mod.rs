@@ -6,6 +6,7 @@
 
 mod create;
 mod inspect;
+pub(crate) mod input;
 pub(crate) mod job_io;
 pub(crate) mod meta;
 mod repair;
