@@ -19,6 +19,7 @@ mod pin;
 mod ranges;
 mod requeue;
 mod rewind;
+mod run;
 mod snapshots;
 mod status;
 mod verify;
@@ -30,6 +31,8 @@ use clap::{Parser, Subcommand};
 /// Exit codes, as documented in `--help`.
 pub(crate) const EXIT_PROBLEM: u8 = 1;
 pub(crate) const EXIT_USAGE: u8 = 2;
+/// Stopped before the end and resumable: run it again (EX_TEMPFAIL).
+pub(crate) const EXIT_RETRY: u8 = 75;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -54,6 +57,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     Demo(demo::Args),
+    Run(run::Args),
     /// Measure what checkpointing costs on this disk against no checkpointing.
     Bench(bench::BenchArgs),
     Status(status::Args),
@@ -140,6 +144,7 @@ static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None
 fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Demo(a) => demo::run(a, a.json),
+        Command::Run(a) => run::run(a, a.json),
         Command::Bench(a) => bench::run(a),
         Command::Status(a) => status::run(a, a.json),
         Command::Ranges(a) => ranges::run(a, a.json),
