@@ -128,7 +128,11 @@ mod tests {
     #[test]
     fn malformed_fields_are_named() {
         assert!(f("a\"b,c").unwrap_err().contains("field 1"));
-        assert!(f("x,\"q\"z").unwrap_err().contains("field 2 has text after"));
+        assert!(
+            f("x,\"q\"z")
+                .unwrap_err()
+                .contains("field 2 has text after")
+        );
         assert!(f("x,\"open").unwrap_err().contains("unterminated"));
     }
 
@@ -139,7 +143,11 @@ mod tests {
             row_to_json(&h, "1,\"a \"\"b\"\"\"").unwrap(),
             r#"{"zeta":"1","alpha":"a \"b\""}"#
         );
-        assert!(row_to_json(&h, "1").unwrap_err().contains("1 field; the header has 2"));
+        assert!(
+            row_to_json(&h, "1")
+                .unwrap_err()
+                .contains("1 field; the header has 2")
+        );
         assert!(parse_header("a,b,a").unwrap_err().contains("twice"));
     }
 }

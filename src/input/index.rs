@@ -23,13 +23,16 @@ pub(crate) struct FileScan {
     pub records: u64,
 }
 
+/// A file's record reader and, for CSV, its header.
+pub(crate) type Opened = (RecordReader<BufReader<File>>, Option<Vec<String>>);
+
 /// Opens `path` and, for CSV, reads its header (the first non-blank record). Returns the
 /// reader positioned after the header, and the header.
 pub(crate) fn open_records(
     path: &Path,
     format: InputFormat,
     max_record_bytes: usize,
-) -> crate::Result<(RecordReader<BufReader<File>>, Option<Vec<String>>)> {
+) -> crate::Result<Opened> {
     let file = File::open(path).map_err(|e| {
         crate::Error::Io(std::io::Error::new(
             e.kind(),
@@ -47,10 +50,7 @@ pub(crate) fn open_records(
     }
     let mut buf = Vec::new();
     let bad = |why: String| {
-        crate::Error::InvalidArgument(format!(
-            "input {} is not usable CSV: {why}",
-            path.display()
-        ))
+        crate::Error::InvalidArgument(format!("input {} is not usable CSV: {why}", path.display()))
     };
     let Some(raw) = reader.next_record(&mut buf, max_record_bytes)? else {
         // An empty CSV file has no header and no records.
@@ -61,7 +61,8 @@ pub(crate) fn open_records(
             "its header is longer than {max_record_bytes} bytes"
         )));
     }
-    let text = std::str::from_utf8(&buf).map_err(|e| bad(format!("its header is not UTF-8 ({e})")))?;
+    let text =
+        std::str::from_utf8(&buf).map_err(|e| bad(format!("its header is not UTF-8 ({e})")))?;
     let header = csv::parse_header(text).map_err(|e| bad(format!("its header: {e}")))?;
     Ok((reader, Some(header)))
 }
@@ -106,7 +107,7 @@ mod tests {
         let mut offsets = Vec::new();
         for (f, p) in [&a, &b].into_iter().enumerate() {
             scan_file(p, InputFormat::Lines, 100, |off| {
-                if id % every == 0 {
+                if id.is_multiple_of(every) {
                     offsets.push((f, off));
                 }
                 id += 1;

@@ -93,10 +93,6 @@ pub(crate) struct Change {
     pub found: String,
 }
 
-fn show(p: &str) -> String {
-    p.to_owned()
-}
-
 /// Compares the current input files (given paths, in order) with the recorded ones.
 pub(crate) fn compare(stored: &[StoredFile], paths: &[PathBuf]) -> crate::Result<Option<Change>> {
     // Missing files first: the most common and the clearest.
@@ -109,11 +105,14 @@ pub(crate) fn compare(stored: &[StoredFile], paths: &[PathBuf]) -> crate::Result
                 let abs = abs.to_string_lossy().into_owned();
                 let was = stored.iter().any(|f| f.path == abs);
                 return Ok(Some(Change {
-                    expected: format!("{} (an input file)", show(&abs)),
+                    expected: format!("{abs} (an input file)"),
                     found: format!(
-                        "{} missing{}",
-                        show(&abs),
-                        if was { "" } else { " (and it was not an input)" }
+                        "{abs} missing{}",
+                        if was {
+                            ""
+                        } else {
+                            " (and it was not an input)"
+                        }
                     ),
                 }));
             }
@@ -123,8 +122,8 @@ pub(crate) fn compare(stored: &[StoredFile], paths: &[PathBuf]) -> crate::Result
     for s in stored {
         if !current.contains(&s.path) && !Path::new(&s.path).exists() {
             return Ok(Some(Change {
-                expected: format!("{} (an input file)", show(&s.path)),
-                found: format!("{} missing and no longer named as an input", show(&s.path)),
+                expected: format!("{} (an input file)", s.path),
+                found: format!("{} missing and no longer named as an input", s.path),
             }));
         }
     }
@@ -149,7 +148,10 @@ pub(crate) fn compare(stored: &[StoredFile], paths: &[PathBuf]) -> crate::Result
                     "them reordered: {} is now input {} (it was input {})",
                     current[i],
                     i + 1,
-                    stored_paths.iter().position(|s| *s == current[i]).map_or(0, |p| p + 1)
+                    stored_paths
+                        .iter()
+                        .position(|s| *s == current[i])
+                        .map_or(0, |p| p + 1)
                 ),
             }));
         }
@@ -212,7 +214,11 @@ mod tests {
         let base = fp(&big, n);
         let mut appended = big.clone();
         appended.extend_from_slice(b"more\n");
-        assert_eq!(fp(&appended, n), base, "the old prefix fingerprints the same");
+        assert_eq!(
+            fp(&appended, n),
+            base,
+            "the old prefix fingerprints the same"
+        );
         assert_ne!(fp(&appended, n + 5), base);
         let mut edited = big.clone();
         edited[10] ^= 1;

@@ -44,6 +44,7 @@ mod manifest;
 mod source;
 mod split;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -203,7 +204,7 @@ impl FileInputBuilder {
             let file_no = u32::try_from(i)
                 .map_err(|_| Error::InvalidArgument("too many input files".into()))?;
             let scan = index::scan_file(path, self.format, self.max_record_bytes, |offset| {
-                if id % index::INDEX_EVERY == 0 {
+                if id.is_multiple_of(index::INDEX_EVERY) {
                     offsets.push((file_no, offset));
                 }
                 id += 1;
@@ -297,7 +298,10 @@ impl FileInput {
     pub fn manifest_digest(&self) -> u64 {
         let mut items = vec![format!("format {}", self.stored.format)];
         for f in &self.stored.files {
-            let hex: String = f.fingerprint.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = f.fingerprint.iter().fold(String::new(), |mut s, b| {
+                let _ = write!(s, "{b:02x}");
+                s
+            });
             items.push(format!("{}\0{}\0{hex}", f.path, f.size));
         }
         manifest_digest(items)

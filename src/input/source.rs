@@ -150,12 +150,10 @@ impl FileSource {
         };
         match self.format {
             InputFormat::Lines => InputRecord::Text(text.to_owned()),
-            InputFormat::JsonLines => {
-                match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-                    Ok(_) => InputRecord::Json(text.to_owned()),
-                    Err(e) => InputRecord::Invalid(format!("the line is not JSON: {e}")),
-                }
-            }
+            InputFormat::JsonLines => match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                Ok(_) => InputRecord::Json(text.to_owned()),
+                Err(e) => InputRecord::Invalid(format!("the line is not JSON: {e}")),
+            },
             InputFormat::Csv => {
                 let header = self.open.as_ref().and_then(|o| o.header.as_deref());
                 match csv::row_to_json(header.map_or(&[][..], |h| &h[..]), text) {

@@ -129,11 +129,20 @@ mod tests {
     use super::*;
 
     fn all(input: &[u8], quoted: bool, skip_blank: bool, max: usize) -> Vec<(u64, String, bool)> {
-        let mut r = RecordReader::new(io::BufReader::with_capacity(3, input), 0, quoted, skip_blank);
+        let mut r = RecordReader::new(
+            io::BufReader::with_capacity(3, input),
+            0,
+            quoted,
+            skip_blank,
+        );
         let mut out = Vec::new();
         let mut v = Vec::new();
         while let Some(rec) = r.next_record(&mut out, max).unwrap_or(None) {
-            v.push((rec.start, String::from_utf8_lossy(&out).into_owned(), rec.truncated));
+            v.push((
+                rec.start,
+                String::from_utf8_lossy(&out).into_owned(),
+                rec.truncated,
+            ));
         }
         v
     }

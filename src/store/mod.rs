@@ -5,8 +5,8 @@
 //! operator's read-only questions.
 
 mod create;
-mod inspect;
 pub(crate) mod input;
+mod inspect;
 pub(crate) mod job_io;
 pub(crate) mod meta;
 mod repair;

@@ -31,7 +31,7 @@ use clap::{Parser, Subcommand};
 /// Exit codes, as documented in `--help`.
 pub(crate) const EXIT_PROBLEM: u8 = 1;
 pub(crate) const EXIT_USAGE: u8 = 2;
-/// Stopped before the end and resumable: run it again (EX_TEMPFAIL).
+/// Stopped before the end and resumable: run it again (`EX_TEMPFAIL`).
 pub(crate) const EXIT_RETRY: u8 = 75;
 
 const AFTER_HELP: &str = "\

@@ -164,7 +164,9 @@ const CRASH_EXIT: i32 = 3;
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
@@ -306,10 +308,11 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             max_line: args.max_line_bytes,
             workers: args.workers,
         };
-        Some(
-            Pool::start(cfg, move || fatal_stop.stop())
-                .map_err(|e| crate::UsageError(format!("cannot start COMMAND: {e:#}; nothing was run or stored")))?,
-        )
+        Some(Pool::start(cfg, move || fatal_stop.stop()).map_err(|e| {
+            crate::UsageError(format!(
+                "cannot start COMMAND: {e:#}; nothing was run or stored"
+            ))
+        })?)
     };
     let result = run_with(args, json, pool.as_ref(), &stop);
     if let Some(pool) = pool {
@@ -409,7 +412,11 @@ fn run_with(
     if !json {
         output::note(format_args!(
             "{} job {} in {}: {} of {} records done; {} {}{}",
-            if done_before == 0 { "starting" } else { "resuming" },
+            if done_before == 0 {
+                "starting"
+            } else {
+                "resuming"
+            },
             args.job,
             args.store.display(),
             count(done_before),
@@ -421,7 +428,11 @@ fn run_with(
     }
 
     let mut runner = Runner::new(job)
-        .workers(if args.per_record { args.workers } else { (2 * args.workers).max(2) })
+        .workers(if args.per_record {
+            args.workers
+        } else {
+            (2 * args.workers).max(2)
+        })
         .complete_on_end(true)
         .retry(
             RetryPolicy::new()
@@ -459,7 +470,9 @@ fn run_with(
                 let ticket = task.ticket.lock().take();
                 let rx = ticket.unwrap_or_else(|| pool.submit(id, Arc::clone(line)));
                 rx.recv().unwrap_or_else(|_| {
-                    Err(ProcessError::transient("the worker pool closed before answering"))
+                    Err(ProcessError::transient(
+                        "the worker pool closed before answering",
+                    ))
                 })
             }
         }
@@ -493,7 +506,6 @@ fn run_with(
     let (end, code, problem) = match (&report.end, fatal) {
         (_, Some(why)) => ("workers_failed", EXIT_PROBLEM, Some(why)),
         (RunEnd::Finished, None) => ("finished", 0, None),
-        (RunEnd::Stopped, None) => ("stopped", EXIT_RETRY, None),
         (RunEnd::SourceFailed(e), None) => (
             "input_failed",
             EXIT_PROBLEM,
@@ -653,7 +665,7 @@ mod tests {
     fn durations_parse_with_units() {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_mins(2)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("3 weeks").is_err());

@@ -45,7 +45,9 @@ pub(crate) fn run_one(
     else {
         let _ = child.kill();
         let _ = child.wait();
-        return Err(ProcessError::transient("the command's pipes could not be set up"));
+        return Err(ProcessError::transient(
+            "the command's pipes could not be set up",
+        ));
     };
     // Writing, reading stdout and reading stderr each on their own thread: a command that
     // answers before it has read its whole input cannot deadlock us.
@@ -91,7 +93,8 @@ pub(crate) fn run_one(
             "timed out after {timeout:?} (--timeout); killed"
         ))));
     }
-    let status = status.map_err(|e| ProcessError::transient(format!("cannot wait for the command: {e}")))?;
+    let status =
+        status.map_err(|e| ProcessError::transient(format!("cannot wait for the command: {e}")))?;
     if !status.success() {
         let msg = with_stderr(format!("the command ended with {status}"));
         return Err(if status.code() == Some(EXIT_PERMANENT) {
@@ -102,7 +105,11 @@ pub(crate) fn run_one(
     }
     let mut out = match out {
         Ok(Ok(out)) => out,
-        Ok(Err(e)) => return Err(ProcessError::transient(format!("cannot read the command's output: {e}"))),
+        Ok(Err(e)) => {
+            return Err(ProcessError::transient(format!(
+                "cannot read the command's output: {e}"
+            )));
+        }
         Err(_) => return Err(ProcessError::transient("no output")),
     };
     if out.last() == Some(&b'\n') {
@@ -118,7 +125,7 @@ pub(crate) fn run_one(
     }
     let text = String::from_utf8_lossy(&out);
     match protocol {
-        Protocol::Lines => protocol::output_of(&text),
+        Protocol::Lines => Ok(protocol::output_of(&text)),
         Protocol::Json => match protocol::parse_envelope(&text) {
             Ok((got, result)) if got == id => result,
             Ok((got, _)) => Err(ProcessError::transient(format!(

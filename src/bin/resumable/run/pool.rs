@@ -137,7 +137,8 @@ impl Pool {
             let mut st = shared.lanes[lane].state.lock();
             spawn_into(&shared, lane, &mut st)?;
         }
-        let tick = (shared.cfg.timeout / 8).clamp(Duration::from_millis(10), Duration::from_millis(250));
+        let tick =
+            (shared.cfg.timeout / 8).clamp(Duration::from_millis(10), Duration::from_millis(250));
         let wd = Arc::clone(&shared);
         let watchdog = std::thread::Builder::new()
             .name("run-watchdog".into())
@@ -164,14 +165,16 @@ impl Pool {
         {
             let mut used = shared.bytes_in_flight.lock();
             while *used > 0 && *used + line.len() > MAX_BYTES_IN_FLIGHT {
-                shared.bytes_freed.wait_for(&mut used, Duration::from_millis(100));
+                shared
+                    .bytes_freed
+                    .wait_for(&mut used, Duration::from_millis(100));
             }
             *used += line.len();
         }
         // The lane with the fewest records queued (ties in turn).
         let n = shared.lanes.len();
         let first = shared.next_lane.fetch_add(1, Ordering::Relaxed);
-        let lane = (0..n)
+        let chosen = (0..n)
             .map(|k| (first + k) % n)
             .min_by_key(|&l| shared.lanes[l].state.lock().inflight.len())
             .unwrap_or(0);
@@ -180,7 +183,7 @@ impl Pool {
             line,
             reply: tx,
         };
-        dispatch(shared, lane, vec![pending]);
+        dispatch(shared, chosen, vec![pending]);
         rx
     }
 
@@ -347,8 +350,8 @@ fn reader(shared: &Arc<Shared>, lane: usize, generation: u64, stdout: ChildStdou
 }
 
 /// Hands one answer line to its record. Returns false when this worker is done for.
-fn answer(shared: &Arc<Shared>, lane: usize, generation: u64, line: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(line);
+fn answer(shared: &Arc<Shared>, lane: usize, generation: u64, answer_bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(answer_bytes);
     let (pending, result) = match shared.cfg.protocol {
         Protocol::Lines => {
             let mut st = shared.lanes[lane].state.lock();
@@ -363,14 +366,14 @@ fn answer(shared: &Arc<Shared>, lane: usize, generation: u64, line: &[u8]) -> bo
                     generation,
                     &format!(
                         "the worker answered a line with no record in flight ({:?}): it answers more lines than it gets",
-                        protocol::snippet(line, 80)
+                        protocol::snippet(answer_bytes, 80)
                     ),
                 );
                 return false;
             };
             progress(&mut st);
             drop(st);
-            let out = protocol::output_of(&text);
+            let out = Ok(protocol::output_of(&text));
             (p, out)
         }
         Protocol::Json => {
@@ -397,7 +400,7 @@ fn answer(shared: &Arc<Shared>, lane: usize, generation: u64, line: &[u8]) -> bo
                     generation,
                     &format!(
                         "the worker answered garbage under --protocol json: {why} ({:?})",
-                        protocol::snippet(line, 80)
+                        protocol::snippet(answer_bytes, 80)
                     ),
                 );
                 return false;
@@ -463,7 +466,10 @@ fn stderr_reader(
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        match (&mut r).take(MAX_STDERR_LINE as u64).read_until(b'\n', &mut buf) {
+        match (&mut r)
+            .take(MAX_STDERR_LINE as u64)
+            .read_until(b'\n', &mut buf)
+        {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
@@ -472,7 +478,7 @@ fn stderr_reader(
         } else if buf.len() >= MAX_STDERR_LINE {
             let _ = r.skip_until(b'\n');
         }
-        let line = String::from_utf8_lossy(&buf).into_owned();
+        let text = String::from_utf8_lossy(&buf).into_owned();
         let holding = {
             let st = shared.lanes[lane].state.lock();
             if st.generation == generation {
@@ -485,12 +491,12 @@ fn stderr_reader(
             || format!("worker {}", shared.lanes[lane].no),
             |id| format!("worker {} record {id}", shared.lanes[lane].no),
         );
-        crate::output::note(format_args!("[{who}] {line}"));
+        crate::output::note(format_args!("[{who}] {text}"));
         let mut t = tail.lock();
         if t.len() == STDERR_TAIL {
             t.pop_front();
         }
-        t.push_back(line);
+        t.push_back(text);
     }
 }
 
@@ -524,7 +530,10 @@ fn fail_lane(shared: &Arc<Shared>, lane: usize, generation: u64, why: &str) {
         message.push_str("; last stderr: ");
         message.push_str(&tail.join(" | "));
     }
-    crate::output::note(format_args!("worker {} replaced: {message}", shared.lanes[lane].no));
+    crate::output::note(format_args!(
+        "worker {} replaced: {message}",
+        shared.lanes[lane].no
+    ));
     let front = st.inflight.pop_front();
     let rest: Vec<Pending> = st.inflight.drain(..).collect();
     let dead_streak = if live.answered == 0 {

@@ -23,7 +23,11 @@ pub(crate) enum Protocol {
 
 /// The bytes written to a worker for a record (with the trailing newline), or why the
 /// record cannot be processed.
-pub(crate) fn encode(protocol: Protocol, id: u64, record: &InputRecord) -> Result<Arc<[u8]>, String> {
+pub(crate) fn encode(
+    protocol: Protocol,
+    id: u64,
+    record: &InputRecord,
+) -> Result<Arc<[u8]>, String> {
     if let Some(why) = record.invalid_reason() {
         return Err(why.to_owned());
     }
@@ -39,8 +43,8 @@ pub(crate) fn encode(protocol: Protocol, id: u64, record: &InputRecord) -> Resul
 }
 
 /// A lines-protocol answer as an output: JSON if it parses, else a JSON string.
-pub(crate) fn output_of(answer: &str) -> Result<Json, ProcessError> {
-    Ok(Json::parse(answer).unwrap_or_else(|_| Json::string(answer)))
+pub(crate) fn output_of(answer: &str) -> Json {
+    Json::parse(answer).unwrap_or_else(|_| Json::string(answer))
 }
 
 /// A json-protocol answer: its id and what it says, or why it is garbage.
@@ -103,7 +107,7 @@ mod tests {
         assert!(!e.unwrap_err().is_permanent());
         assert!(parse_envelope("hello").is_err());
         assert!(parse_envelope(r#"{"output":1}"#).is_err());
-        assert_eq!(output_of("42").unwrap().as_str(), "42");
-        assert_eq!(output_of("hi there").unwrap().as_str(), "\"hi there\"");
+        assert_eq!(output_of("42").as_str(), "42");
+        assert_eq!(output_of("hi there").as_str(), "\"hi there\"");
     }
 }
