@@ -327,3 +327,87 @@ impl FileInput {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Source as _;
+
+    fn next(src: &mut FileSource) -> (u64, InputRecord) {
+        src.next_record().and_then(Result::ok).unwrap()
+    }
+
+    #[test]
+    fn seeking_reads_fewer_than_index_every_records_across_files_and_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.csv");
+        let b = dir.path().join("b.csv");
+        let mut text_a = String::from("k,v\n");
+        for i in 0..10_000 {
+            text_a.push_str(&format!("{i},\"line\n{i}\"\n"));
+        }
+        let mut text_b = String::from("k,v\n\n");
+        for i in 10_000..20_000 {
+            text_b.push_str(&format!("{i},x\n"));
+        }
+        std::fs::write(&a, text_a).unwrap();
+        std::fs::write(&b, text_b).unwrap();
+        let store = Store::open(dir.path().join("s.redb")).unwrap();
+        let input = FileInput::builder([&a, &b])
+            .format(InputFormat::Csv)
+            .open(&store, "j")
+            .unwrap();
+        assert!(input.scanned());
+        assert_eq!(input.total_records(), 20_000);
+        let mut src = input.source();
+        for target in [17_000u64, 9_999, 10_000, 19_999] {
+            let mut src2 = input.source();
+            assert!(src2.seek(target).unwrap());
+            let (id, rec) = next(&mut src2);
+            assert_eq!(id, target);
+            let want = if target < 10_000 {
+                format!("{{\"k\":\"{target}\",\"v\":\"line\\n{target}\"}}")
+            } else {
+                format!("{{\"k\":\"{target}\",\"v\":\"x\"}}")
+            };
+            assert_eq!(rec, InputRecord::Json(want));
+            assert!(src2.records_skipped_by_reading() < index::INDEX_EVERY);
+        }
+        assert_eq!(next(&mut src).0, 0);
+        assert!(src.seek(20_000).unwrap());
+        assert!(src.next_record().is_none());
+    }
+
+    #[test]
+    fn a_rerun_uses_the_recorded_index_and_refuses_changed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.txt");
+        std::fs::write(&a, "1\n2\n3\n").unwrap();
+        let store = Store::open(dir.path().join("s.redb")).unwrap();
+        let input = FileInput::builder([&a]).open(&store, "j").unwrap();
+        let job = store
+            .job::<crate::Discard<crate::Json>>("j", input.job_options(JobOptions::new()))
+            .unwrap();
+        drop(job);
+        let again = FileInput::builder([&a]).open(&store, "j").unwrap();
+        assert!(!again.scanned());
+        assert_eq!(again.manifest_digest(), input.manifest_digest());
+        std::fs::write(&a, "1\n2\n3\n4\n").unwrap();
+        let err = FileInput::builder([&a]).open(&store, "j").unwrap_err();
+        assert!(
+            matches!(&err, Error::JobMismatch { found, .. } if found.contains("appended")),
+            "{err}"
+        );
+        let err = FileInput::builder([&a])
+            .format(InputFormat::JsonLines)
+            .open(&store, "j")
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::JobMismatch {
+                field: "input format",
+                ..
+            }
+        ));
+    }
+}

@@ -2,12 +2,24 @@
 //!
 //! A record is a line: the bytes up to a `\n` (or the end of the file), without the `\n`
 //! and without one `\r` before it. For CSV, a `\n` inside a quoted field does not end the
-//! record (RFC 4180: a quote toggles "inside quotes", and a doubled quote toggles twice).
+//! record (RFC 4180: a field that starts with a quote runs to the closing quote; a doubled
+//! quote inside it is one quote).
 //! A record longer than the caller's limit is still found whole (its boundaries are
 //! exact, so the ids after it stay right) but only its first `max` bytes are kept: reading
 //! a 10 GB line costs 10 GB of reading and `max` bytes of memory.
 
 use std::io::{self, BufRead};
+
+/// Where a CSV scan is, for boundaries only: a quote opens a quoted field only at the
+/// start of a field, so a stray quote in an unquoted field (an error the field parser
+/// reports) cannot swallow the records after it.
+#[derive(Clone, Copy)]
+enum Csv {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    QuoteInQuoted,
+}
 
 /// Where one record lies, and whether its bytes were cut at the limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +76,7 @@ impl<R: BufRead> RecordReader<R> {
             out.clear();
             let start = self.pos;
             let mut len = 0u64;
-            let mut in_quotes = false;
+            let mut csv = Csv::FieldStart;
             let mut any = false;
             loop {
                 let buf = match self.inner.fill_buf() {
@@ -79,12 +91,17 @@ impl<R: BufRead> RecordReader<R> {
                 let (upto, found) = if self.quoted {
                     let mut hit = None;
                     for (i, &b) in buf.iter().enumerate() {
-                        if b == b'"' {
-                            in_quotes = !in_quotes;
-                        } else if b == b'\n' && !in_quotes {
-                            hit = Some(i);
-                            break;
-                        }
+                        csv = match (csv, b) {
+                            (Csv::Quoted, b'"') => Csv::QuoteInQuoted,
+                            (Csv::Quoted, _) | (Csv::QuoteInQuoted, b'"') => Csv::Quoted,
+                            (_, b'\n') => {
+                                hit = Some(i);
+                                break;
+                            }
+                            (_, b',') => Csv::FieldStart,
+                            (Csv::FieldStart, b'"') => Csv::Quoted,
+                            _ => Csv::Unquoted,
+                        };
                     }
                     hit.map_or((buf.len(), false), |i| (i, true))
                 } else {
@@ -160,9 +177,14 @@ mod tests {
 
     #[test]
     fn quoted_newlines_stay_inside_a_csv_record() {
-        let v = all(b"a,\"x\ny\"\n\"q\"\"\n\",b\n", true, true, 100);
+        let v = all(
+            b"a,\"x\ny\"\n\"q\"\"\n\",b\nstray,x\"y\nz\n",
+            true,
+            true,
+            100,
+        );
         let texts: Vec<&str> = v.iter().map(|r| r.1.as_str()).collect();
-        assert_eq!(texts, ["a,\"x\ny\"", "\"q\"\"\n\",b"]);
+        assert_eq!(texts, ["a,\"x\ny\"", "\"q\"\"\n\",b", "stray,x\"y", "z"]);
     }
 
     #[test]
