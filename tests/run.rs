@@ -224,6 +224,10 @@ fn kill_campaign(workers: &str) {
     );
     assert_eq!(v["records_done"], 12_000);
     assert_eq!(v["dead_lettered"], 0);
+    println!(
+        "records done by the killed runs: {} of 12000",
+        v["skipped"].as_u64().unwrap()
+    );
     let got = Env::export(&store);
     assert!(
         got == expected,
