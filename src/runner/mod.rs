@@ -107,6 +107,8 @@ pub enum RunEnd {
     Stopped,
     /// The source returned an error; in-flight records were committed. The job is `Paused`.
     SourceFailed(BoxError),
+    /// The job was already `Completed`: nothing was read or processed, nothing changed.
+    AlreadyDone,
 }
 
 /// What a run did, with the job handed back.
@@ -300,7 +302,8 @@ impl<S: Fold> Runner<S> {
     /// or `Completed` (see [`RunEnd`]).
     ///
     /// # Errors
-    /// [`Error::Lifecycle`] if the job no longer accepts records; storage errors from a
+    /// [`Error::Lifecycle`] if the job failed (a completed job ends at once with
+    /// [`RunEnd::AlreadyDone`]); storage errors from a
     /// commit (the run stops, and the job is dropped: reopen the store to resume from the
     /// last durable commit); [`Error::Panicked`] if `Fold::apply` panics.
     pub fn run<Src, P>(self, mut source: Src, process: P) -> Result<RunReport<S>>
@@ -323,6 +326,15 @@ impl<S: Fold> Runner<S> {
             stats,
         } = self;
         let lifecycle = job.lifecycle();
+        if lifecycle == JobState::Completed {
+            tracing::info!(job = %job.name(), "job already completed; nothing to run");
+            let stats = stats.stats();
+            return Ok(RunReport {
+                job,
+                end: RunEnd::AlreadyDone,
+                stats,
+            });
+        }
         if !lifecycle.accepts_records() {
             return Err(Error::Lifecycle {
                 job: job.name().to_owned(),

@@ -50,10 +50,24 @@ pub(crate) struct NewJob {
     pub total_records: Option<u64>,
     /// Create the job when it does not exist.
     pub create: bool,
+    /// What an open may change about the declared input.
+    pub input_change: InputChange,
     /// Unpinned snapshots retention keeps.
     pub keep_snapshots: usize,
     /// Bring done ranges and the id index up to date every this many commits.
     pub progress_every_commits: u64,
+}
+
+/// What a reopen may change about a job's declared input (manifest and size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InputChange {
+    /// The same manifest must be presented, and the size must not change.
+    Refuse,
+    /// The input may grow (an append-only input): a larger size is recorded; the
+    /// manifest may change with it.
+    Grows,
+    /// Anything goes: the operator said the input changed on purpose (logged).
+    Any,
 }
 
 /// What opening found: the job's progress and the end of its lineage.
@@ -248,14 +262,18 @@ impl JobStore {
     }
 
     /// Records the open in the metadata once the job was resumed: a crash recovery (the job
-    /// was found running) and a newly declared input size.
-    pub(crate) fn record_open(&mut self, total_records: Option<u64>) -> Result<()> {
+    /// was found running), a newly declared input size, and an input change the opener
+    /// allowed.
+    pub(crate) fn record_open(&mut self, spec: &NewJob) -> Result<()> {
         let mut meta = self.meta.clone();
         if meta.lifecycle == JobState::Running {
             meta.recoveries += 1;
         }
-        if let Some(total) = total_records {
+        if let Some(total) = spec.total_records {
             meta.total_records = Some(total);
+        }
+        if spec.input_change != InputChange::Refuse && spec.input_manifest.is_some() {
+            meta.input_manifest = spec.input_manifest;
         }
         if meta == self.meta {
             return Ok(());
@@ -547,16 +565,55 @@ fn check_matches(meta: &JobMeta, spec: &NewJob) -> Result<()> {
             spec.schema_version.to_string(),
         ));
     }
-    if let Some(found) = spec.input_manifest
-        && meta.input_manifest != Some(found)
-    {
-        let expected = meta
-            .input_manifest
-            .map_or_else(|| "none".to_owned(), |m| format!("{m:016x}"));
+    let digest = |m: Option<u64>| m.map_or_else(|| "none".to_owned(), |m| format!("{m:016x}"));
+    let total = |t: Option<u64>| t.map_or_else(|| "unknown".to_owned(), |t| t.to_string());
+    let manifest_changed = meta.input_manifest.is_some() || spec.input_manifest.is_some();
+    let manifest_changed = manifest_changed && meta.input_manifest != spec.input_manifest;
+    let grew = matches!((meta.total_records, spec.total_records), (Some(a), Some(b)) if b > a);
+    let size_changed =
+        matches!((meta.total_records, spec.total_records), (Some(a), Some(b)) if a != b);
+    match spec.input_change {
+        InputChange::Any => {
+            if manifest_changed || size_changed {
+                tracing::warn!(
+                    job = %meta.name,
+                    manifest_was = %digest(meta.input_manifest),
+                    manifest_now = %digest(spec.input_manifest),
+                    total_was = %total(meta.total_records),
+                    total_now = %total(spec.total_records),
+                    "input changed; accepted because the opener allowed any input change"
+                );
+            }
+            return Ok(());
+        }
+        InputChange::Grows if size_changed && !grew => {
+            return Err(mismatch(
+                "total records",
+                total(meta.total_records),
+                format!(
+                    "{} (an input that only grows cannot shrink)",
+                    total(spec.total_records)
+                ),
+            ));
+        }
+        InputChange::Grows if grew => {
+            tracing::info!(job = %meta.name, total_was = %total(meta.total_records), total_now = %total(spec.total_records), "input grew");
+            return Ok(());
+        }
+        InputChange::Grows | InputChange::Refuse => {}
+    }
+    if manifest_changed {
         return Err(mismatch(
             "input manifest",
-            expected,
-            format!("{found:016x}"),
+            digest(meta.input_manifest),
+            digest(spec.input_manifest),
+        ));
+    }
+    if size_changed {
+        return Err(mismatch(
+            "total records",
+            total(meta.total_records),
+            total(spec.total_records),
         ));
     }
     Ok(())
