@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use resumable::{FileInput, Source as _, Store};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mb: u64 = std::env::args()
         .nth(1)
         .map(|s| s.parse())
@@ -50,11 +50,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let input = FileInput::builder([&path]).open(&store, "seek")?;
     let create = t.elapsed();
-    let _job = store.job::<resumable::Discard<resumable::Json>>(
+    let job = store.job::<resumable::Discard<resumable::Json>>(
         "seek",
         input.job_options(resumable::JobOptions::new()),
     )?;
-    drop(_job);
+    drop(job);
     let t = Instant::now();
     let again = FileInput::builder([&path]).open(&store, "seek")?;
     let check = t.elapsed();

@@ -344,11 +344,11 @@ mod tests {
         let b = dir.path().join("b.csv");
         let mut text_a = String::from("k,v\n");
         for i in 0..10_000 {
-            text_a.push_str(&format!("{i},\"line\n{i}\"\n"));
+            write!(text_a, "{i},\"line\n{i}\"\n").unwrap();
         }
         let mut text_b = String::from("k,v\n\n");
         for i in 10_000..20_000 {
-            text_b.push_str(&format!("{i},x\n"));
+            writeln!(text_b, "{i},x").unwrap();
         }
         std::fs::write(&a, text_a).unwrap();
         std::fs::write(&b, text_b).unwrap();

@@ -93,13 +93,14 @@ impl<R: BufRead> RecordReader<R> {
                     for (i, &b) in buf.iter().enumerate() {
                         csv = match (csv, b) {
                             (Csv::Quoted, b'"') => Csv::QuoteInQuoted,
-                            (Csv::Quoted, _) | (Csv::QuoteInQuoted, b'"') => Csv::Quoted,
+                            (Csv::Quoted, _) | (Csv::QuoteInQuoted | Csv::FieldStart, b'"') => {
+                                Csv::Quoted
+                            }
                             (_, b'\n') => {
                                 hit = Some(i);
                                 break;
                             }
                             (_, b',') => Csv::FieldStart,
-                            (Csv::FieldStart, b'"') => Csv::Quoted,
                             _ => Csv::Unquoted,
                         };
                     }

@@ -11,8 +11,9 @@
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
-use super::job_io::open_table_ro;
-use super::{Store, storage};
+use super::Store;
+use super::errors::storage;
+use super::read::open_table_ro;
 use crate::codec;
 use crate::error::Result;
 

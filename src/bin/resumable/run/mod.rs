@@ -506,6 +506,7 @@ fn run_with(
     let (end, code, problem) = match (&report.end, fatal) {
         (_, Some(why)) => ("workers_failed", EXIT_PROBLEM, Some(why)),
         (RunEnd::Finished, None) => ("finished", 0, None),
+        (RunEnd::AlreadyDone, None) => ("already_done", 0, None),
         (RunEnd::SourceFailed(e), None) => (
             "input_failed",
             EXIT_PROBLEM,

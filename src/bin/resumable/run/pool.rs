@@ -44,10 +44,12 @@ const MAX_BYTES_IN_FLIGHT: usize = 64 << 20;
 const STDERR_TAIL: usize = 5;
 /// Longest stderr line kept or logged; the rest of it is dropped.
 const MAX_STDERR_LINE: usize = 4096;
-/// How long a reader naps when it has read every answer there is while its worker still
-/// holds at least [`NAP_MIN_QUEUED`] records.
-const NAP: Duration = Duration::from_micros(200);
+/// A reader whose reads bring at most this many answers each, from a worker holding at
+/// least [`NAP_MIN_QUEUED`] records, naps for about this many answers' time (at most
+/// [`MAX_NAP`]) before reading again (see `reader`).
+const NAP_LINES: u32 = 4;
 const NAP_MIN_QUEUED: usize = 8;
+const MAX_NAP: Duration = Duration::from_millis(1);
 /// Workers in a row that die before answering anything before the run gives up.
 const MAX_DEAD_STREAK: u32 = 10;
 
@@ -324,6 +326,8 @@ fn reader(shared: &Arc<Shared>, lane: usize, generation: u64, stdout: ChildStdou
     let max = shared.cfg.max_line;
     let mut r = BufReader::with_capacity(64 << 10, stdout);
     let mut buf = Vec::new();
+    let mut last_read = Instant::now();
+    let mut lines_this_read = 0u32;
     loop {
         buf.clear();
         match (&mut r).take(max as u64 + 1).read_until(b'\n', &mut buf) {
@@ -344,13 +348,23 @@ fn reader(shared: &Arc<Shared>, lane: usize, generation: u64, stdout: ChildStdou
         let Some(queued) = answer(shared, lane, generation, &buf) else {
             return;
         };
-        // Nothing more to read yet, but the worker has a deep queue: let a few answers
-        // gather in the pipe instead of waking for each one. The worker does not wait for
-        // us (its stdin holds its next records), so this costs no throughput, and it saves
-        // a wake-up and a read per record (and wake-ups of the threads waiting for them).
-        if r.buffer().is_empty() && queued >= NAP_MIN_QUEUED {
-            std::thread::sleep(NAP);
+        lines_this_read += 1;
+        if !r.buffer().is_empty() {
+            continue;
         }
+        // Everything read so far is handled. A worker that flushes every answer and is
+        // slower than us would wake this thread (and the one waiting for the answer) once
+        // per record; when it holds a deep queue it does not wait for us (its stdin holds
+        // its next records), so nap for about NAP_LINES answers' time and read them
+        // together. A worker whose answers already come several per read gets no nap, so
+        // a fast one is never slowed.
+        let now = Instant::now();
+        let per_line = now.duration_since(last_read) / lines_this_read.max(1);
+        if lines_this_read <= NAP_LINES && queued >= NAP_MIN_QUEUED {
+            std::thread::sleep((per_line * NAP_LINES).min(MAX_NAP));
+        }
+        last_read = Instant::now();
+        lines_this_read = 0;
     }
     fail_lane(
         shared,
