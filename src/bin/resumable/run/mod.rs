@@ -61,7 +61,8 @@ the output. Exit 0: success; exit 65 (EX_DATAERR): the record can never succeed
 (dead-lettered at once); any other exit or a signal: transient (retried).
 
 Failures: a worker that exits, crashes, answers garbage, answers a line when it holds no
-record, or gives no answer for --timeout while it holds records is killed and replaced;
+record, or gives no answer for --timeout while it holds records (its first answer gets 10 s
+more, for start-up) is killed and replaced;
 the record it was working on (its oldest) fails transiently with the exit status and the
 last stderr lines, the records queued behind it go to the new worker. A record that fails
 --attempts times, and a record that cannot be read (not UTF-8, not JSON, a bad CSV row,

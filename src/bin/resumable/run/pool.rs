@@ -50,6 +50,8 @@ const MAX_STDERR_LINE: usize = 4096;
 const NAP_LINES: u32 = 4;
 const NAP_MIN_QUEUED: usize = 8;
 const MAX_NAP: Duration = Duration::from_millis(1);
+/// Extra time a worker gets for its first answer, on top of `--timeout`.
+const STARTUP_GRACE: Duration = Duration::from_secs(10);
 /// Workers in a row that die before answering anything before the run gives up.
 const MAX_DEAD_STREAK: u32 = 10;
 
@@ -613,7 +615,16 @@ fn watchdog(shared: &Arc<Shared>, tick: Duration) {
         for lane in 0..shared.lanes.len() {
             let stalled = {
                 let st = shared.lanes[lane].state.lock();
-                (!st.inflight.is_empty() && st.last_progress.elapsed() > shared.cfg.timeout)
+                // A worker that has not answered yet may still be starting up (an
+                // interpreter loading its modules on a busy machine): it gets a grace.
+                let starting = st.live.as_ref().is_some_and(|l| l.answered == 0);
+                let limit = shared.cfg.timeout
+                    + if starting {
+                        STARTUP_GRACE
+                    } else {
+                        Duration::ZERO
+                    };
+                (!st.inflight.is_empty() && st.last_progress.elapsed() > limit)
                     .then_some(st.generation)
             };
             if let Some(generation) = stalled {
