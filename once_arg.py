@@ -1,3 +1,0 @@
-import sys
-from work import work
-print(work(sys.argv[1]), end="\\n")

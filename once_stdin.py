@@ -1,3 +1,0 @@
-import sys
-from work import work
-sys.stdout.write(work(sys.stdin.read()))
