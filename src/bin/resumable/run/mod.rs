@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 use resumable::{
-    Discard, FileInput, FileSource, InputFormat, InputRecord, JobOptions, JobState, Json,
-    ProcessError, RetryPolicy, RunEnd, Runner, Source, Stats, Store,
+    AdaptivePolicy, Discard, FileInput, FileSource, InputFormat, InputRecord, JobOptions, JobState,
+    Json, ProcessError, RetryPolicy, RunEnd, Runner, Source, Stats, Store,
 };
 use serde_json::json;
 
@@ -159,6 +159,9 @@ impl Format {
         }
     }
 }
+
+/// Records queued toward the workers and toward the committer (each).
+const RUNNER_QUEUE: usize = 4096;
 
 /// Exit code of a run cut short by `--crash-after`.
 const CRASH_EXIT: i32 = 3;
@@ -435,6 +438,11 @@ fn run_with(
             (2 * args.workers).max(2)
         })
         .complete_on_end(true)
+        // A deep queue, so the workers keep busy while a slow fsync holds the committer
+        // (the pipeline holds about 2 x 4,096 records; record bytes are capped at 64 MiB by
+        // the pool), and groups sized by measured commit cost rather than a fixed count.
+        .queue_capacity(RUNNER_QUEUE)
+        .adaptive(AdaptivePolicy::new())
         .retry(
             RetryPolicy::new()
                 .max_attempts(args.attempts)
