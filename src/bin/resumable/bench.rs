@@ -526,7 +526,9 @@ fn runner_job(ctx: &Ctx, path: &Path) -> Result<Sample> {
     });
     let report = runner.run(
         IdSource::new(0..u64::MAX - 1, Ok::<u64, BoxError>),
-        move |id, _: &u64| Ok::<_, ProcessError>(Bytes(reference_record(id, passes))),
+        move |ctx: resumable::RecordContext, _: &u64| {
+            Ok::<_, ProcessError>(Bytes(reference_record(ctx.id, passes)))
+        },
     )?;
     let mut sample = window
         .join()

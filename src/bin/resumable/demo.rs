@@ -224,7 +224,8 @@ fn run_job(
     // Attempt numbers of records that failed before, for deterministic failures per attempt.
     let attempts: Mutex<HashMap<u64, u32>> = Mutex::new(HashMap::new());
     let failing = args.fail_rate > 0.0;
-    let process = |id: u64, &(): &()| -> Result<_, ProcessError> {
+    let process = |ctx: resumable::RecordContext, &(): &()| -> Result<_, ProcessError> {
+        let id = ctx.id;
         if !failing {
             return Ok(demo.process(id));
         }
