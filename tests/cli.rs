@@ -8,7 +8,9 @@
 //! back to a snapshot and resuming reproduces the original outputs; compact shrinks a
 //! store with deleted data; each exit code (0, 1, 2) comes from the situations documented
 //! in `--help`; a broken pipe is success; damaged, truncated, zero-byte and foreign files
-//! give an error message and exit 1, never a panic.
+//! give an error message and exit 1, never a panic; under `--json` every failing command
+//! (zero-byte, foreign and missing files, a missing job, usage errors) still prints one JSON
+//! object, `{"error": {"kind", "message", "advice"}}`, with the same exit code.
 
 use std::path::Path;
 use std::process::{Command as StdCommand, Output, Stdio};
@@ -732,4 +734,107 @@ fn jobs_of_unknown_types_export_hex_and_verify_without_replay() {
             .unwrap()
             .contains("does not know the state type")
     );
+}
+
+/// Runs a command that must fail with `code`, and returns its `--json` error object.
+fn json_error(args: &[&str], code_wanted: i32) -> Value {
+    let o = run(args);
+    no_panic(&o);
+    assert_eq!(code(&o), code_wanted, "{args:?}: {}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?} printed no JSON on failure ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    });
+    let error = &v["error"];
+    for field in ["kind", "message", "advice"] {
+        assert!(
+            error[field].as_str().is_some_and(|s| !s.is_empty()),
+            "{args:?}: no error.{field} in {v}"
+        );
+    }
+    assert!(
+        stderr(&o).contains(error["message"].as_str().unwrap()),
+        "{args:?}: stderr and the JSON message differ"
+    );
+    v
+}
+
+#[test]
+fn json_commands_print_an_error_object_when_they_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.redb");
+    demo(&good, &["--records", "500"]);
+    let empty = dir.path().join("empty.redb");
+    std::fs::write(&empty, b"").unwrap();
+    let foreign = dir.path().join("foreign.redb");
+    std::fs::write(&foreign, b"hello, this is not a store\n").unwrap();
+    let missing = dir.path().join("missing.redb");
+
+    let commands: [&[&str]; 6] = [
+        &["status"],
+        &["verify"],
+        &["ranges"],
+        &["snapshots"],
+        &["lineage"],
+        &["dead-letters"],
+    ];
+    for cmd in commands {
+        let with = |path: &Path, extra: &[&'static str]| -> Vec<String> {
+            let mut v: Vec<String> = cmd.iter().map(|s| (*s).to_owned()).collect();
+            v.push(s(path).to_owned());
+            v.extend(extra.iter().map(|s| (*s).to_owned()));
+            v.push("--json".to_owned());
+            v
+        };
+        let kind = |path: &Path, extra: &[&'static str]| -> String {
+            let args = with(path, extra);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            json_error(&args, 1)["error"]["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            kind(&empty, &[]),
+            "not_a_store",
+            "{cmd:?} on a zero-byte file"
+        );
+        assert_eq!(kind(&foreign, &[]), "not_a_store", "{cmd:?} on a text file");
+        assert_eq!(kind(&missing, &[]), "io", "{cmd:?} on a missing file");
+        assert_eq!(
+            kind(&good, &["--job", "nope"]),
+            "job_not_found",
+            "{cmd:?} on a missing job"
+        );
+    }
+    // Write commands too, and usage errors (exit 2) when --json was asked for.
+    let v = json_error(&["compact", s(&empty), "--json"], 1);
+    assert_eq!(v["error"]["kind"], "not_a_store");
+    let v = json_error(
+        &[
+            "rewind",
+            s(&good),
+            "--job",
+            "nope",
+            "--to-snapshot",
+            "0",
+            "--yes",
+            "--json",
+        ],
+        1,
+    );
+    assert_eq!(v["error"]["kind"], "job_not_found");
+    let v = json_error(&["status", s(&good), "--json", "--bogus"], 2);
+    assert_eq!(v["error"]["kind"], "usage");
+    let v = json_error(&["rewind", s(&good), "--to-snapshot", "0", "--json"], 2);
+    assert_eq!(v["error"]["kind"], "usage");
+    // Without --json, stdout stays empty on failure.
+    let o = run(&["status", s(&empty)]);
+    assert_eq!(code(&o), 1);
+    assert!(o.stdout.is_empty());
+    // The shape is documented where --json is.
+    let help = String::from_utf8(run(&["--help"]).stdout).unwrap();
+    assert!(help.contains("{\"error\": {\"kind\""), "{help}");
 }

@@ -34,12 +34,12 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use serde_json::json;
 
 use self::probes::resume_study;
-use self::report::Report;
+use self::report::{Config, Machine, Report};
 use self::system::{filesystem_of, load_average};
 use self::variants::{OUTPUT_BYTES, Sample, Variant, calibrate, sequential_write};
+use crate::output::{JsonFlag, Out};
 
 /// Arguments of `resumable bench`.
 #[derive(clap::Args, Debug)]
@@ -51,9 +51,12 @@ pub(crate) struct BenchArgs {
     /// Short rounds and a 10^5-record resume store: finishes in under a minute.
     #[arg(long)]
     pub(crate) quick: bool,
-    /// Print one JSON object on stdout instead of the table.
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
+    /// Also write the results as a self-contained HTML page (bars with min..max whiskers,
+    /// ratios against their bars) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) html: Option<PathBuf>,
     /// CPU time the reference job spends per record, in microseconds.
     #[arg(long, value_name = "U", default_value_t = 100)]
     pub(crate) cost_us: u64,
@@ -145,31 +148,37 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
         &samples,
         seq_mb_s,
         resume,
-        json!({
-            "cores": cores,
-            "workers": workers,
-            "os": std::env::consts::OS,
-            "arch": std::env::consts::ARCH,
-            "filesystem": filesystem,
-            "dir": base.display().to_string(),
-            "load_average_1min_start": load_start,
-            "load_average_1min_end": load_average(),
-        }),
-        json!({
-            "quick": args.quick,
-            "rounds": rounds,
-            "seconds_per_variant_per_round": run_for.as_secs_f64(),
-            "output_bytes": OUTPUT_BYTES,
-            "cost_us": args.cost_us,
-            "reference_passes": passes,
-            "runner": "resumable::Runner with default options, stopped by its StopHandle",
-        }),
+        Machine {
+            cores,
+            workers,
+            os: std::env::consts::OS,
+            arch: std::env::consts::ARCH,
+            filesystem,
+            dir: base.display().to_string(),
+            load_average_1min_start: load_start,
+            load_average_1min_end: load_average(),
+        },
+        Config {
+            quick: args.quick,
+            rounds,
+            seconds_per_variant_per_round: run_for.as_secs_f64(),
+            output_bytes: OUTPUT_BYTES,
+            cost_us: args.cost_us,
+            reference_passes: passes,
+            runner: "resumable::Runner with default options, stopped by its StopHandle",
+        },
     );
     drop(work);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-    } else {
-        report.print_table();
+    if let Some(file) = &args.html {
+        crate::report::write_private(file, report.page().render().as_bytes())?;
+        eprintln!("wrote {}", file.display());
     }
+    let mut out = Out::new();
+    if args.output.json {
+        out.json(&report.json())?;
+    } else {
+        report.print_table(&mut out)?;
+    }
+    out.finish()?;
     Ok(ExitCode::SUCCESS)
 }
