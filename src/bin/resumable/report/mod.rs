@@ -367,14 +367,15 @@ fn parse_shard(file: &str) -> Option<(u64, u64)> {
     (i < n).then_some((i, n))
 }
 
-/// Reads one shard's status without writing to it (a running shard stays untouched).
+/// Reads one shard's status.
 fn read_shard(path: &Path) -> ShardRow {
     let file = path
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let shard = parse_shard(&file);
-    let status = Store::open_read_only(path)
-        .map_err(|e| e.to_string())
+    // As the other read commands: read-only, unless the shard crashed and needs recovery.
+    let status = crate::open::read(path)
+        .map_err(|e| format!("{e:#}"))
         .and_then(|store| {
             let jobs = store.jobs().map_err(|e| e.to_string())?;
             let Some(job) = jobs.first() else {

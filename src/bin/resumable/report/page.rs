@@ -289,24 +289,30 @@ fn dead_letter_table(body: &mut String, job: &JobData) {
     if job.dead_letters.is_empty() {
         return;
     }
-    let mut by_error: HashMap<&str, u64> = HashMap::new();
+    // Messages often name the record ("record 17: timeout"): group them with every run of
+    // digits as `#`, and show one message of each group as it was.
+    let mut by_error: HashMap<String, (u64, &str)> = HashMap::new();
     for d in &job.dead_letters {
-        *by_error.entry(d.error.as_str()).or_default() += 1;
+        let entry = by_error
+            .entry(digits_as_hash(&d.error))
+            .or_insert((0, &d.error));
+        entry.0 += 1;
     }
-    let mut top: Vec<(&str, u64)> = by_error.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut top: Vec<(String, (u64, &str))> = by_error.into_iter().collect();
+    top.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
     let _ = write!(
         body,
-        r#"<h3>Top dead letter errors</h3><p class="note">{} dead letters, {} distinct errors; see them with <code>resumable dead-letters</code>.</p><table data-table="top_errors"><tr><th>count</th><th>error</th></tr>"#,
+        r#"<h3>Top dead letter errors</h3><p class="note">{} dead letters, {} kinds of error (numbers in the messages read as #); see them all with <code>resumable dead-letters</code>.</p><table data-table="top_errors"><tr><th>count</th><th>error</th><th>for example</th></tr>"#,
         count(job.dead_letters.len() as u64),
         count(top.len() as u64)
     );
-    for (error, n) in top.iter().take(10) {
+    for (error, (n, example)) in top.iter().take(10) {
         let _ = write!(
             body,
-            r#"<tr><td class="num">{}</td><td>{}</td></tr>"#,
+            r#"<tr><td class="num">{}</td><td>{}</td><td>{}</td></tr>"#,
             count(*n),
-            esc(error)
+            esc(error),
+            esc(example)
         );
     }
     body.push_str("</table>");
@@ -435,5 +441,37 @@ fn fraction(done: u64, total: u64) -> f64 {
         1.0
     } else {
         done as f64 / total as f64
+    }
+}
+
+/// `record 17: timeout after 30 s` -> `record #: timeout after # s`.
+fn digits_as_hash(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_digits = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('#');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_group_without_their_numbers() {
+        assert_eq!(
+            digits_as_hash("record 17: timeout after 30 s"),
+            "record #: timeout after # s"
+        );
+        assert_eq!(digits_as_hash("plain"), "plain");
     }
 }

@@ -106,13 +106,13 @@ impl TimeChart<'_> {
         // Axes and the y labels (0 and the top).
         let _ = write!(
             s,
-            r#"<line class="axis" x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}"/><line class="grid" x1="{LEFT}" y1="{TOP}" x2="{:.1}" y2="{TOP}"/><text class="label" x="{:.1}" y="{:.1}" text-anchor="end">{}</text><text class="label" x="{:.1}" y="{:.1}" text-anchor="end">0</text>"#,
+            r#"<line class="axis" x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}"/><line class="grid" x1="{LEFT}" y1="{TOP}" x2="{:.1}" y2="{TOP}"/><text class="label" x="{:.1}" y="{:.1}">{}</text><text class="label" x="{:.1}" y="{:.1}" text-anchor="end">0</text>"#,
             TOP + plot_h,
             WIDTH - RIGHT,
             TOP + plot_h,
             WIDTH - RIGHT,
-            LEFT - 6.0,
-            TOP + 9.0,
+            LEFT + 4.0,
+            TOP + 11.0,
             esc(&format!("{} {}", short(max), self.unit)),
             LEFT - 6.0,
             TOP + plot_h,
