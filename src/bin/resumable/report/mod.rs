@@ -33,16 +33,17 @@ with --verify), then over time: records done, the rate (records/s), the largest 
 dead letters, with snapshots as vertical lines (pinned ones bold) and the job's stops and
 crashes as shaded gaps (a time without commits over 20 times the median time between
 commits and over 1 s), the resume marked; the runs between gaps; the most frequent dead
-letter errors; the snapshots. The lineage is summed into 200 time buckets, so the page stays
-small and quick for millions of records.
+letter errors; the snapshots. The lineage is summed into at most 200 time buckets, so the
+page stays small and quick for millions of records.
 
 For a directory: one row per store file (`shard-IIIII-of-NNNNN.redb` or any `*.redb`):
 records done of the shard's total, its average rate, the last commit's age; a shard that
-lags, failed or does not open stands out, and missing shard numbers are listed.
+lags, failed or does not open stands out, and missing shard numbers are listed (a store with
+several jobs shows its first).
 
 Exit code 0 when the report was written from everything it read; 1 when it was written but
-something could not be read (a damaged store, a shard that does not open: the page says
-what), or could not be written; 2 on usage errors.
+something could not be read (a damaged store, a shard that does not open or is missing: the
+page says what), or could not be written; 2 on usage errors. See docs/REPORT.md.
 
 --json prints one object:
   {\"output\": PATH, \"source\": \"store\"|\"directory\", \"jobs\": N, \"commits\": N,

@@ -302,9 +302,10 @@ fn dead_letter_table(body: &mut String, job: &JobData) {
     top.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
     let _ = write!(
         body,
-        r#"<h3>Top dead letter errors</h3><p class="note">{} dead letters, {} kinds of error (numbers in the messages read as #); see them all with <code>resumable dead-letters</code>.</p><table data-table="top_errors"><tr><th>count</th><th>error</th><th>for example</th></tr>"#,
+        r#"<h3>Top dead letter errors</h3><p class="note">{} dead letters, {} kind{} of error (numbers in the messages read as #); see them all with <code>resumable dead-letters</code>.</p><table data-table="top_errors"><tr><th>count</th><th>error</th><th>for example</th></tr>"#,
         count(job.dead_letters.len() as u64),
-        count(top.len() as u64)
+        count(top.len() as u64),
+        if top.len() == 1 { "" } else { "s" }
     );
     for (error, (n, example)) in top.iter().take(10) {
         let _ = write!(

@@ -103,36 +103,6 @@ impl TimeChart<'_> {
                 TOP + plot_h
             );
         }
-        // Axes and the y labels (0 and the top).
-        let _ = write!(
-            s,
-            r#"<line class="axis" x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}"/><line class="grid" x1="{LEFT}" y1="{TOP}" x2="{:.1}" y2="{TOP}"/><text class="label" x="{:.1}" y="{:.1}">{}</text><text class="label" x="{:.1}" y="{:.1}" text-anchor="end">0</text>"#,
-            TOP + plot_h,
-            WIDTH - RIGHT,
-            TOP + plot_h,
-            WIDTH - RIGHT,
-            LEFT + 4.0,
-            TOP + 11.0,
-            esc(&format!("{} {}", short(max), self.unit)),
-            LEFT - 6.0,
-            TOP + plot_h,
-        );
-        // Time labels: five, evenly spaced.
-        for k in 0..=4u64 {
-            let t = self.start_ms + (self.end_ms - self.start_ms) * k / 4;
-            let anchor = match k {
-                0 => "start",
-                4 => "end",
-                _ => "middle",
-            };
-            let _ = write!(
-                s,
-                r#"<text class="label" x="{:.1}" y="{:.1}" text-anchor="{anchor}">{}</text>"#,
-                self.x(t),
-                HEIGHT - 6.0,
-                esc(&clock(t, self.end_ms - self.start_ms))
-            );
-        }
         match self.style {
             Style::Bars => {
                 for (i, &v) in self.values.iter().enumerate() {
@@ -168,6 +138,36 @@ impl TimeChart<'_> {
                     points.trim_end()
                 );
             }
+        }
+        // Axes and the y labels (0 and the top).
+        let _ = write!(
+            s,
+            r#"<line class="axis" x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}"/><line class="grid" x1="{LEFT}" y1="{TOP}" x2="{:.1}" y2="{TOP}"/><text class="label" x="{:.1}" y="{:.1}">{}</text><text class="label" x="{:.1}" y="{:.1}" text-anchor="end">0</text>"#,
+            TOP + plot_h,
+            WIDTH - RIGHT,
+            TOP + plot_h,
+            WIDTH - RIGHT,
+            LEFT + 4.0,
+            TOP + 11.0,
+            esc(&format!("{} {}", short(max), self.unit)),
+            LEFT - 6.0,
+            TOP + plot_h,
+        );
+        // Time labels: five, evenly spaced.
+        for k in 0..=4u64 {
+            let t = self.start_ms + (self.end_ms - self.start_ms) * k / 4;
+            let anchor = match k {
+                0 => "start",
+                4 => "end",
+                _ => "middle",
+            };
+            let _ = write!(
+                s,
+                r#"<text class="label" x="{:.1}" y="{:.1}" text-anchor="{anchor}">{}</text>"#,
+                self.x(t),
+                HEIGHT - 6.0,
+                esc(&clock(t, self.end_ms - self.start_ms))
+            );
         }
         for m in self.markers {
             let x = self.x(m.time_ms);
@@ -319,7 +319,7 @@ pub(crate) fn short(v: f64) -> String {
         format!("{:.0}k", v / 1e3)
     } else if a >= 1e3 {
         format!("{:.1}k", v / 1e3)
-    } else if a >= 10.0 || a == 0.0 {
+    } else if a >= 10.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")

@@ -6,7 +6,7 @@
 //! stays the same size and renders at once whatever the job's length. Gaps are computed from
 //! the exact commit times before bucketing, so a stop or a crash is never averaged away.
 
-/// Buckets per chart.
+/// Buckets per chart, at most.
 pub(crate) const BUCKETS: usize = 200;
 
 /// A gap counts as a stop (or a crash) when it is this many times the median time between
@@ -14,6 +14,9 @@ pub(crate) const BUCKETS: usize = 200;
 const GAP_FACTOR: u64 = 20;
 /// ...and at least this long, so the jitter of a fast job is no gap.
 const GAP_MIN_MS: u64 = 1_000;
+
+/// Median commits per bucket at least, when the job is short enough to allow it.
+const MIN_COMMITS_PER_BUCKET: u64 = 4;
 
 /// One commit, as the report needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +89,19 @@ impl Timeline {
             .unwrap_or(first.time_ms);
         let last_ms = commits.iter().map(|c| c.time_ms).max().unwrap_or(start_ms);
         let span = last_ms - start_ms + 1;
-        let bucket_ms = span.div_ceil(buckets as u64).max(1);
+        let (gaps, median_interval_ms) = gaps(commits);
+        // A bucket spans at least a few commits, so the rate reads as a rate and not as the
+        // pulse of single commits; a short job gets fewer, wider buckets.
+        let bucket_ms = span
+            .div_ceil(buckets as u64)
+            .max(
+                median_interval_ms
+                    .unwrap_or(0)
+                    .saturating_mul(MIN_COMMITS_PER_BUCKET),
+            )
+            .max(1);
+        let buckets =
+            usize::try_from(span.div_ceil(bucket_ms)).map_or(buckets, |n| n.clamp(1, buckets));
         let mut out = vec![Bucket::default(); buckets];
         for c in commits {
             let i = (((c.time_ms - start_ms) / bucket_ms) as usize).min(buckets - 1);
@@ -101,7 +116,6 @@ impl Timeline {
             done += b.records;
             b.done_after = done;
         }
-        let (gaps, median_interval_ms) = gaps(commits);
         Some(Timeline {
             start_ms,
             end_ms: start_ms + bucket_ms * buckets as u64,
@@ -165,6 +179,7 @@ mod tests {
     fn one_commit_fills_the_first_bucket() {
         let t = Timeline::new(&[commit(1, 5_000, 7, 1)], 10).unwrap();
         assert_eq!(t.bucket_ms, 1);
+        assert_eq!(t.buckets.len(), 1);
         assert_eq!(t.buckets[0].records, 8);
         assert_eq!(t.buckets[0].dead_letters, 1);
         assert!(t.buckets.iter().all(|b| b.done_after == 8));
@@ -198,7 +213,8 @@ mod tests {
                 .all(|b| b.commits.abs_diff(full) <= 1)
         );
         assert!(t.end_ms > 1_000_000 + 99_999 * 3);
-        assert!((t.rate(&t.buckets[0]) - 10.0 * 1000.0 / 3.0).abs() < 50.0);
+        // 9.1 records every 3 ms.
+        assert!((t.rate(&t.buckets[0]) - 9.1 * 1000.0 / 3.0).abs() < 10.0);
     }
 
     #[test]
@@ -207,6 +223,7 @@ mod tests {
         // A crash: 60 s of nothing, then the run resumes.
         commits.extend((0..100).map(|i| commit(101 + i, 60_990 + i * 10 + (i % 3), 5, 0)));
         let t = Timeline::new(&commits, 50).unwrap();
+        assert_eq!(t.buckets.len(), 50);
         assert_eq!(t.median_interval_ms, Some(10));
         assert_eq!(
             t.gaps,
@@ -219,6 +236,16 @@ mod tests {
         // Most buckets in the middle are empty; the records are all there.
         assert_eq!(t.buckets.iter().map(|b| b.records).sum::<u64>(), 1000);
         assert!(t.buckets[10..40].iter().all(|b| b.records == 0));
+    }
+
+    #[test]
+    fn a_short_job_gets_fewer_wider_buckets() {
+        // 100 commits 10 ms apart: 200 buckets of 5 ms would hold one commit or none.
+        let commits: Vec<Commit> = (0..100).map(|i| commit(i + 1, i * 10, 1, 0)).collect();
+        let t = Timeline::new(&commits, BUCKETS).unwrap();
+        assert_eq!(t.bucket_ms, 40);
+        assert_eq!(t.buckets.len(), 25);
+        assert_eq!(t.buckets.iter().map(|b| b.records).sum::<u64>(), 100);
     }
 
     #[test]
