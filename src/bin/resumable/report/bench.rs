@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::page::fill;
-use super::svg::{HBar, esc, hbars};
+use super::svg::{HBar, Scale, esc, hbars};
 
 /// What the bench page shows; built by the bench from its results.
 pub(crate) struct BenchPage {
@@ -30,9 +30,9 @@ impl BenchPage {
         body.push_str("</table>");
         let _ = write!(
             body,
-            r#"<h2>Variants (records/s: median of the rounds, whiskers min..max)</h2>{}<h2>Ratios against their bars</h2><p class="note">Green: the bar (dashed line) is met; red: it is not.</p>{}"#,
-            hbars("variants", &self.variants),
-            hbars("ratios", &self.ratios)
+            r#"<h2>Variants (records/s: median of the rounds, whiskers min..max)</h2><p class="note">Logarithmic scale: per-record and grouped commits differ by orders of magnitude.</p>{}<h2>Ratios against their bars</h2><p class="note">Each ratio on its own scale, its bar the dashed line; green: the bar is met, red: it is not.</p>{}"#,
+            hbars("variants", Scale::Log, &self.variants),
+            hbars("ratios", Scale::PerRow, &self.ratios)
         );
         if !self.notes.is_empty() {
             body.push_str("<h2>Also measured</h2><ul>");

@@ -197,27 +197,42 @@ pub(crate) struct HBar {
     pub(crate) text: String,
 }
 
-/// Horizontal bars on a shared linear scale from 0.
-pub(crate) fn hbars(series: &str, rows: &[HBar]) -> String {
+/// How [`hbars`] maps values to lengths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scale {
+    /// One logarithmic scale for every row (from 1 to the largest value): for values that
+    /// span orders of magnitude, such as records/s of per-record and grouped commits.
+    Log,
+    /// Each row on its own linear scale from 0 to 1.3 times the larger of its value and its
+    /// reference: for ratios with different bars, each read against its own bar.
+    PerRow,
+}
+
+/// Horizontal bars, one per row.
+pub(crate) fn hbars(series: &str, scale: Scale, rows: &[HBar]) -> String {
     const W: f64 = 860.0;
     const LABEL: f64 = 230.0;
     const TEXT: f64 = 130.0;
     const ROW: f64 = 26.0;
     let h = ROW * rows.len() as f64 + 8.0;
-    let max = nice_ceiling(
-        rows.iter()
-            .flat_map(|r| {
-                [
-                    r.value,
-                    r.whisker.map_or(0.0, |w| w.1),
-                    r.reference.unwrap_or(0.0),
-                ]
-            })
-            .filter(|v| v.is_finite())
-            .fold(0.0, f64::max),
-    );
-    let x = |v: f64| {
-        LABEL + (W - LABEL - TEXT) * (if v.is_finite() { v } else { 0.0 } / max).clamp(0.0, 1.0)
+    let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
+    let log_max = rows
+        .iter()
+        .flat_map(|r| [r.value, r.whisker.map_or(0.0, |w| w.1)])
+        .map(finite)
+        .fold(10.0, f64::max)
+        .log10();
+    let row_max = |r: &HBar| {
+        1.3 * finite(r.value)
+            .max(finite(r.reference.unwrap_or(0.0)))
+            .max(1e-9)
+    };
+    let x = |r: &HBar, v: f64| {
+        let fraction = match scale {
+            Scale::Log => finite(v).max(1.0).log10() / log_max,
+            Scale::PerRow => finite(v) / row_max(r),
+        };
+        LABEL + (W - LABEL - TEXT) * fraction.clamp(0.0, 1.0)
     };
     let mut s = String::new();
     let _ = write!(
@@ -237,7 +252,7 @@ pub(crate) fn hbars(series: &str, rows: &[HBar]) -> String {
             esc(&r.label),
             r.class,
             top + 3.0,
-            (x(r.value) - LABEL).max(0.5),
+            (x(r, r.value) - LABEL).max(0.5),
             ROW - 10.0,
             esc(&r.text)
         );
@@ -245,12 +260,12 @@ pub(crate) fn hbars(series: &str, rows: &[HBar]) -> String {
             let _ = write!(
                 s,
                 r#"<path class="whisker" d="M{:.1},{mid:.1} H{:.1} M{:.1},{:.1} V{:.1} M{:.1},{:.1} V{:.1}"/>"#,
-                x(lo),
-                x(hi),
-                x(lo),
+                x(r, lo),
+                x(r, hi),
+                x(r, lo),
                 mid - 5.0,
                 mid + 5.0,
-                x(hi),
+                x(r, hi),
                 mid - 5.0,
                 mid + 5.0
             );
@@ -259,9 +274,9 @@ pub(crate) fn hbars(series: &str, rows: &[HBar]) -> String {
             let _ = write!(
                 s,
                 r#"<line class="reference" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}"><title>bar {}</title></line>"#,
-                x(bar),
+                x(r, bar),
                 top + 1.0,
-                x(bar),
+                x(r, bar),
                 top + ROW - 5.0,
                 short(bar)
             );
