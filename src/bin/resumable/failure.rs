@@ -25,7 +25,7 @@ struct FailureJson<'a> {
 
 #[derive(Serialize)]
 struct ErrorJson<'a> {
-    kind: &'static str,
+    kind: &'a str,
     message: &'a str,
     advice: &'a str,
 }
@@ -57,27 +57,27 @@ impl std::error::Error for NoJobs {}
 const UNOPENABLE: &str = "the file does not open, so `resumable verify` cannot read it either: copy out every commit that still verifies with `resumable salvage STORE --into NEW`, or restore the file from a backup (see the runbook's backups paragraph)";
 
 /// The error's kind (see the module docs) and the advice for it.
-fn classify(e: &anyhow::Error) -> (&'static str, &'static str) {
+fn classify(e: &anyhow::Error) -> (String, &'static str) {
     let at_open = e.downcast_ref::<CannotOpen>().is_some();
     for cause in e.chain() {
         if cause.is::<UsageError>() {
             return (
-                "usage",
+                "usage".to_owned(),
                 "see `resumable --help` and `resumable COMMAND --help`",
             );
         }
         if cause.is::<NoJobs>() {
             return (
-                "job_not_found",
+                "job_not_found".to_owned(),
                 "run the job first, or check the path: this store holds no jobs",
             );
         }
         if let Some(err) = cause.downcast_ref::<resumable::Error>() {
-            return library(err, at_open);
+            return (snake_case(err.kind()), advice(err, at_open));
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             return (
-                "io",
+                "io".to_owned(),
                 if io.kind() == std::io::ErrorKind::NotFound {
                     "check the path"
                 } else {
@@ -86,66 +86,59 @@ fn classify(e: &anyhow::Error) -> (&'static str, &'static str) {
             );
         }
     }
-    ("other", "read the message; run with RUST_LOG=info for more")
+    (
+        "other".to_owned(),
+        "read the message; run with RUST_LOG=info for more",
+    )
 }
 
-fn library(e: &resumable::Error, at_open: bool) -> (&'static str, &'static str) {
+/// `NotAStore` -> `not_a_store`: the library names its variants, the JSON spells them.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What to do about a library error; `at_open` when the store file did not open.
+fn advice(e: &resumable::Error, at_open: bool) -> &'static str {
     use resumable::Error as E;
     match e {
-        E::NotAStore { .. } => (
-            "not_a_store",
-            "check the path; if this file was a store, it is damaged beyond opening: `resumable salvage STORE --into NEW` copies out what still verifies, or restore it from a backup",
-        ),
-        E::UnsupportedFormat { .. } => (
-            "unsupported_format",
-            "open it with the version of resumable that wrote it",
-        ),
-        E::Corrupt { .. } if at_open => ("corrupt", UNOPENABLE),
-        E::Corrupt { .. } => (
-            "corrupt",
-            "run `resumable verify STORE` to locate the damage, then rewind to a snapshot taken before it (`resumable snapshots`, `resumable rewind`), or restore the file from a backup",
-        ),
-        E::Storage(_) if at_open => ("storage", UNOPENABLE),
-        E::Storage(_) => (
-            "storage",
-            "check the disk, then retry; if it repeats, run `resumable verify STORE`",
-        ),
-        E::JobMismatch { .. } => (
-            "job_mismatch",
-            "open the job with what it was created with, or use a new job name",
-        ),
-        E::JobNotFound(_) => (
-            "job_not_found",
-            "list the jobs with `resumable status STORE`",
-        ),
-        E::Locked { .. } => (
-            "locked",
-            "another process holds the store for writing: wait for it to finish or stop it, then retry",
-        ),
-        E::DiskFull(_) => (
-            "disk_full",
-            "free space on the disk, then retry: the store is at its last durable commit",
-        ),
-        E::Poisoned => (
-            "poisoned",
-            "retry: a reopen resumes from the last durable commit",
-        ),
-        E::Io(_) => (
-            "io",
-            "check the disk and the file's permissions, then retry",
-        ),
-        E::Lifecycle { .. } => (
-            "lifecycle",
-            "check the job's lifecycle with `resumable status STORE`",
-        ),
-        E::Record { .. } => ("record", "fix the record or the code that handles it"),
-        E::Panicked { .. } => ("panicked", "fix the panic in the job's code, then retry"),
-        E::SnapshotNotFound { .. } => (
-            "snapshot_not_found",
-            "list the snapshots with `resumable snapshots STORE`",
-        ),
-        E::InvalidArgument(_) => ("invalid_argument", "see `resumable COMMAND --help`"),
-        _ => ("other", "read the message; run with RUST_LOG=info for more"),
+        E::Corrupt { .. } | E::Storage(_) if at_open => UNOPENABLE,
+        E::NotAStore { .. } => {
+            "check the path; if this file was a store, it is damaged beyond opening: `resumable salvage STORE --into NEW` copies out what still verifies, or restore it from a backup"
+        }
+        E::UnsupportedFormat { .. } => "open it with the version of resumable that wrote it",
+        E::Corrupt { .. } => {
+            "run `resumable verify STORE` to locate the damage, then rewind to a snapshot taken before it (`resumable snapshots`, `resumable rewind`), or restore the file from a backup"
+        }
+        E::Storage(_) => "check the disk, then retry; if it repeats, run `resumable verify STORE`",
+        E::JobMismatch { .. } => {
+            "open the job with what it was created with, or use a new job name"
+        }
+        E::JobNotFound(_) => "list the jobs with `resumable status STORE`",
+        E::Locked { .. } => {
+            "another process holds the store for writing: wait for it to finish or stop it, then retry"
+        }
+        E::DiskFull(_) => {
+            "free space on the disk, then retry: the store is at its last durable commit"
+        }
+        E::Poisoned => "retry: a reopen resumes from the last durable commit",
+        E::Io(_) => "check the disk and the file's permissions, then retry",
+        E::Lifecycle { .. } => "check the job's lifecycle with `resumable status STORE`",
+        E::Record { .. } => "fix the record or the code that handles it",
+        E::Panicked { .. } => "fix the panic in the job's code, then retry",
+        E::SnapshotNotFound { .. } => "list the snapshots with `resumable snapshots STORE`",
+        E::InvalidArgument(_) => "see `resumable COMMAND --help`",
+        _ => "read the message; run with RUST_LOG=info for more",
     }
 }
 
@@ -166,9 +159,9 @@ pub(crate) fn report(e: &anyhow::Error, json: bool) -> ExitCode {
     note(format_args!("error: {message}"));
     let (kind, advice) = classify(e);
     if json {
-        print_json(kind, &message, advice);
+        print_json(&kind, &message, advice);
     }
-    ExitCode::from(if matches!(kind, "usage" | "invalid_argument") {
+    ExitCode::from(if matches!(kind.as_str(), "usage" | "invalid_argument") {
         EXIT_USAGE
     } else {
         EXIT_PROBLEM
@@ -199,7 +192,7 @@ pub(crate) fn report_panic(detail: &str, json: bool) -> ExitCode {
 }
 
 /// Writes the failure object on stdout; a failure to write it has nowhere left to go.
-fn print_json(kind: &'static str, message: &str, advice: &str) {
+fn print_json(kind: &str, message: &str, advice: &str) {
     let mut out = Out::new();
     let written = out.json(&FailureJson {
         error: ErrorJson {
@@ -218,13 +211,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn variant_names_become_snake_case() {
+        assert_eq!(snake_case("NotAStore"), "not_a_store");
+        assert_eq!(snake_case("JobMismatch"), "job_mismatch");
+        assert_eq!(snake_case("Io"), "io");
+    }
+
+    #[test]
     fn kinds_come_from_the_typed_cause_in_the_chain() {
         let job = anyhow::Error::new(resumable::Error::JobNotFound("x".into())).context("while");
         assert_eq!(classify(&job).0, "job_not_found");
         let usage = anyhow::Error::new(UsageError("bad".into()));
         assert_eq!(classify(&usage).0, "usage");
         let missing = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound));
-        assert_eq!(classify(&missing), ("io", "check the path"));
+        assert_eq!(classify(&missing), ("io".to_owned(), "check the path"));
         let at_open = anyhow::Error::new(resumable::Error::Storage("all roots".into()))
             .context(CannotOpen(PathBuf::from("s.redb")));
         let (kind, advice) = classify(&at_open);
