@@ -809,6 +809,24 @@ fn json_commands_print_an_error_object_when_they_fail() {
             "{cmd:?} on a missing job"
         );
     }
+    // A truncated store does not open: the advice is salvage or a backup, never verify
+    // (which cannot open it either).
+    let truncated = dir.path().join("truncated.redb");
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    for cmd in ["status", "verify", "lineage"] {
+        let v = json_error(&[cmd, s(&truncated), "--json"], 1);
+        let kind = v["error"]["kind"].as_str().unwrap();
+        assert!(
+            ["corrupt", "storage", "not_a_store"].contains(&kind),
+            "{cmd}: {v}"
+        );
+        let advice = v["error"]["advice"].as_str().unwrap();
+        assert!(
+            advice.contains("salvage") && !advice.starts_with("run `resumable verify"),
+            "{cmd}: {advice}"
+        );
+    }
     // Write commands too, and usage errors (exit 2) when --json was asked for.
     let v = json_error(&["compact", s(&empty), "--json"], 1);
     assert_eq!(v["error"]["kind"], "not_a_store");

@@ -158,6 +158,10 @@ pub(crate) fn report(e: &anyhow::Error, json: bool) -> ExitCode {
     let message = format!("{e:#}");
     note(format_args!("error: {message}"));
     let (kind, advice) = classify(e);
+    if advice == UNOPENABLE {
+        // The library's own advice may name verify, which cannot open this file either.
+        note(format_args!("what to do: {advice}"));
+    }
     if json {
         print_json(&kind, &message, advice);
     }
