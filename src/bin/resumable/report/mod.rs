@@ -107,6 +107,16 @@ pub(crate) struct ShardRow {
     pub(crate) first_commit_ms: Option<u64>,
 }
 
+impl ShardRow {
+    /// Whether the row stands for a shard number with no file.
+    pub(crate) fn file_missing(&self) -> bool {
+        self.status.as_ref().is_err_and(|e| e.starts_with(MISSING))
+    }
+}
+
+/// The status text of a shard number with no file.
+const MISSING: &str = "missing: no such file in the directory";
+
 /// Lineage entries read per page: bounded memory per read, few round trips.
 const LINEAGE_PAGE: usize = 10_000;
 
@@ -167,14 +177,19 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         })?;
     } else {
         use std::io::Write as _;
+        let what = if is_dir {
+            format!("{jobs} shards")
+        } else {
+            format!(
+                "{jobs} jobs, {} commits read",
+                output::count(commits as u64)
+            )
+        };
         writeln!(
             out,
-            "wrote {} ({}, {} {}, {} commits read) in {}",
+            "wrote {} ({}, {what}) in {}",
             args.file.display(),
             output::bytes(html.len() as u64),
-            jobs,
-            if is_dir { "shards" } else { "jobs" },
-            output::count(commits as u64),
             output::duration(started.elapsed())
         )?;
     }
@@ -347,7 +362,7 @@ fn read_dir(dir: &Path) -> anyhow::Result<Vec<ShardRow>> {
             rows.push(ShardRow {
                 file: shard_name(i, count),
                 shard: Some((i, count)),
-                status: Err("missing: no such file in the directory".to_owned()),
+                status: Err(MISSING.to_owned()),
                 first_commit_ms: None,
             });
         }

@@ -385,7 +385,14 @@ pub(crate) fn directory(dir: &Path, rows: &[ShardRow]) -> String {
                 let _ = write!(
                     body,
                     r#"<td>{}</td><td colspan="4">{}</td>"#,
-                    badge("unreadable", "bad"),
+                    badge(
+                        if r.file_missing() {
+                            "missing"
+                        } else {
+                            "unreadable"
+                        },
+                        "bad"
+                    ),
                     esc(e)
                 );
             }

@@ -295,7 +295,7 @@ pub(crate) fn hbars(series: &str, scale: Scale, rows: &[HBar]) -> String {
 
 /// A small progress bar: `done` of `total` (a fraction in 0..=1), with its class.
 pub(crate) fn progress(fraction: f64, class: &str) -> String {
-    const W: f64 = 220.0;
+    const W: f64 = 150.0;
     const H: f64 = 12.0;
     let f = if fraction.is_finite() {
         fraction.clamp(0.0, 1.0)
