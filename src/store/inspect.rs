@@ -53,6 +53,21 @@ pub struct JobStatus {
     pub created_ms: u64,
 }
 
+impl JobStatus {
+    /// Records done with an output (done records minus dead letters).
+    #[must_use]
+    pub fn records_with_output(&self) -> u64 {
+        self.records_done.saturating_sub(self.dead_letters)
+    }
+
+    /// Whether the job completed while records are still dead letters: it reached the end
+    /// of its input, but not every record has an output.
+    #[must_use]
+    pub fn completed_with_dead_letters(&self) -> bool {
+        self.lifecycle == JobState::Completed && self.dead_letters > 0
+    }
+}
+
 /// One stored snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -222,6 +237,39 @@ impl Store {
                 seq,
                 payload: record.payload.to_vec(),
             })
+        })
+    }
+
+    /// Visits the outputs stored by the commits after commit `seq`, in commit order and, within
+    /// a commit, in id order, each checked: the outbox read of a downstream consumer that
+    /// keeps its own cursor (the last `seq` it consumed). Return `false` from `f` to stop.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`]; [`Error::Corrupt`] at the first commit or output that fails
+    /// its check; any error `f` returns.
+    pub fn for_each_output_since(
+        &self,
+        job: &str,
+        seq: u64,
+        mut f: impl FnMut(StoredOutput) -> Result<bool>,
+    ) -> Result<()> {
+        let txn = self.inner.begin_read()?;
+        meta::require(&txn, job)?;
+        let mut order = read::SeqOrder::after(job, seq);
+        read::for_each_segment(&txn, &JobTables::new(job), seq + 1.., |s, segment| {
+            let segment = segment?;
+            order.next(s)?;
+            for record in segment.records() {
+                let record = record?;
+                if !f(StoredOutput {
+                    id: record.id,
+                    seq: s,
+                    payload: record.payload.to_vec(),
+                })? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
         })
     }
 

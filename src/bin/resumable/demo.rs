@@ -13,9 +13,10 @@ use resumable::{
     CommitPolicy, IdSource, JobOptions, JobState, ProcessError, RetryPolicy, RunEnd, Runner, Stats,
     Store, manifest_digest,
 };
-use serde_json::json;
+use serde::Serialize;
 
-use crate::output::{self, Out, count};
+use crate::failure::CannotOpen;
+use crate::output::{self, JsonFlag, Out, count};
 
 const LONG_ABOUT: &str = "\
 Run the built-in demo job on STORE through the parallel runner: each record is a generated
@@ -37,8 +38,10 @@ yet durable); at the end it prints a summary.
   {\"store\": PATH, \"job\": S, \"end\": \"finished\"|\"stopped\"|\"already_done\",
    \"lifecycle\": S, \"records_total\": N, \"records_done\": N, \"processed\": N,
    \"skipped\": N, \"retried\": N, \"dead_lettered\": N, \"commits\": N,
-   \"elapsed_ms\": N, \"records_per_s\": F}
-processed counts outputs committed by this run; skipped, records already done before it.";
+   \"elapsed_ms\": N, \"records_per_s\": F, \"dead_letters\": N}
+processed counts outputs committed by this run; skipped, records already done before it;
+dead_lettered, records dead-lettered by this run; dead_letters, the job's dead letters now
+(a finished job with dead letters is \"completed with N dead letters\").";
 
 /// Run the built-in demo job (creates STORE, or resumes it).
 #[derive(clap::Args, Debug)]
@@ -46,9 +49,8 @@ processed counts outputs committed by this run; skipped, records already done be
 pub(crate) struct Args {
     /// The store file (created if absent).
     store: PathBuf,
-    /// Print JSON (the shape is in the long help).
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
     /// Job name.
     #[arg(long, default_value = resumable::demo::JOB_NAME)]
     job: String,
@@ -82,8 +84,29 @@ pub(crate) struct Args {
 /// Exit code of a run cut short by `--crash-after`.
 const CRASH_EXIT: i32 = 3;
 
+/// The `--json` shape (see `LONG_ABOUT`).
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    store: String,
+    job: &'a str,
+    end: &'static str,
+    lifecycle: &'static str,
+    records_total: u64,
+    records_done: u64,
+    processed: u64,
+    skipped: u64,
+    retried: u64,
+    dead_lettered: u64,
+    commits: u64,
+    elapsed_ms: u64,
+    records_per_s: f64,
+    dead_letters: u64,
+}
+
 struct Summary {
     end: &'static str,
+    /// Dead letters of the job (all runs), read after the run.
+    dead_letters: u64,
     lifecycle: JobState,
     records_done: u64,
     skipped: u64,
@@ -112,9 +135,8 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         .cost(Duration::from_micros(args.cost_us))
         .fail_rate(args.fail_rate);
 
-    let store = Store::open(&args.store).map_err(|e| {
-        anyhow::Error::new(e).context(format!("cannot open {}", args.store.display()))
-    })?;
+    let store = Store::open(&args.store)
+        .map_err(|e| anyhow::Error::new(e).context(CannotOpen(args.store.clone())))?;
     let options = JobOptions::new()
         .total_records(args.records)
         .commit_policy(CommitPolicy::new().max_group_records(args.group_records))
@@ -144,6 +166,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             );
         }
         Summary {
+            dead_letters: 0,
             end: "already_done",
             lifecycle: JobState::Completed,
             records_done: job.done_count(),
@@ -171,6 +194,8 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         run_job(args, job, &demo, workers, done_before, started)?
     };
 
+    let mut summary = summary;
+    summary.dead_letters = store.status(&args.job)?.dead_letters;
     print_summary(args, json, &summary)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -224,7 +249,8 @@ fn run_job(
     // Attempt numbers of records that failed before, for deterministic failures per attempt.
     let attempts: Mutex<HashMap<u64, u32>> = Mutex::new(HashMap::new());
     let failing = args.fail_rate > 0.0;
-    let process = |id: u64, &(): &()| -> Result<_, ProcessError> {
+    let process = |ctx: resumable::RecordContext, &(): &()| -> Result<_, ProcessError> {
+        let id = ctx.id;
         if !failing {
             return Ok(demo.process(id));
         }
@@ -268,6 +294,7 @@ fn run_job(
         _ => "source_failed",
     };
     Ok(Summary {
+        dead_letters: 0,
         end,
         lifecycle: report.job.lifecycle(),
         records_done: report.job.done_count(),
@@ -310,21 +337,22 @@ fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
     };
     let mut out = Out::new();
     if json {
-        out.json(&json!({
-            "store": args.store.display().to_string(),
-            "job": args.job,
-            "end": s.end,
-            "lifecycle": s.lifecycle.as_str(),
-            "records_total": args.records,
-            "records_done": s.records_done,
-            "processed": processed,
-            "skipped": s.skipped,
-            "retried": s.stats.retries,
-            "dead_lettered": s.stats.dead_lettered,
-            "commits": s.stats.commits,
-            "elapsed_ms": u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
-            "records_per_s": (rate * 10.0).round() / 10.0,
-        }))?;
+        out.json(&SummaryJson {
+            store: args.store.display().to_string(),
+            job: &args.job,
+            end: s.end,
+            lifecycle: s.lifecycle.as_str(),
+            records_total: args.records,
+            records_done: s.records_done,
+            processed,
+            skipped: s.skipped,
+            retried: s.stats.retries,
+            dead_lettered: s.stats.dead_lettered,
+            commits: s.stats.commits,
+            elapsed_ms: u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
+            records_per_s: (rate * 10.0).round() / 10.0,
+            dead_letters: s.dead_letters,
+        })?;
         out.finish()?;
         return Ok(());
     }
@@ -333,6 +361,14 @@ fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
             "job {} is already done: all {} records were processed by earlier runs; nothing to do",
             args.job,
             count(s.records_done)
+        ),
+        "finished" if s.lifecycle == JobState::Completed && s.dead_letters > 0 => format!(
+            "job {} completed with {} dead letter{}: {} of {} records have an output",
+            args.job,
+            count(s.dead_letters),
+            if s.dead_letters == 1 { "" } else { "s" },
+            count(s.records_done.saturating_sub(s.dead_letters)),
+            count(args.records),
         ),
         "finished" => format!(
             "job {} finished: {} of {} records done ({})",

@@ -24,7 +24,7 @@ use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 use resumable::{
     AdaptivePolicy, Discard, FileInput, FileSource, InputFormat, InputRecord, JobOptions, JobState,
-    Json, ProcessError, RetryPolicy, RunEnd, Runner, Source, Stats, Store,
+    Json, ProcessError, RecordContext, RetryPolicy, RunEnd, Runner, Source, Stats, Store,
 };
 use serde_json::json;
 
@@ -468,7 +468,8 @@ fn run_with(
         args.timeout,
         args.max_line_bytes,
     );
-    let process = |id: u64, task: &Task| -> Result<Json, ProcessError> {
+    let process = |ctx: RecordContext, task: &Task| -> Result<Json, ProcessError> {
+        let id = ctx.id;
         let line = task
             .line
             .as_ref()
