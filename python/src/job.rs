@@ -240,6 +240,17 @@ impl PyJob {
     }
 }
 
+/// Flush, then pause a running job (a created or paused one has nothing to record).
+fn pause(o: &mut Open) -> resumable::Result<()> {
+    with_job!(&mut o.job, j => {
+        j.flush()?;
+        match j.lifecycle() {
+            resumable::JobState::Created | resumable::JobState::Paused => Ok(()),
+            _ => j.pause(),
+        }
+    })
+}
+
 fn submit_name(s: &Submit) -> &'static str {
     match s {
         Submit::Queued => "queued",
@@ -413,9 +424,10 @@ impl PyJob {
         self.write(py, |o| with_job!(&mut o.job, j => j.snapshot()))
     }
 
-    /// Flushes, then records a clean stop ("paused"); the next commit resumes the job.
+    /// Flushes, then records a clean stop ("paused"); the next commit resumes the job. A
+    /// job with nothing committed yet (still "created") or already paused stays as it is.
     fn pause(&self, py: Python<'_>) -> PyResult<()> {
-        self.write(py, |o| with_job!(&mut o.job, j => j.pause()))
+        self.write(py, pause)
     }
 
     /// Flushes, then marks the job "completed": no new record is accepted after.
@@ -462,15 +474,8 @@ impl PyJob {
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         if exc_type.is_some() {
-            let running = self
-                .read(py, |o| {
-                    Ok(with_job!(&o.job, j => j.lifecycle() == resumable::JobState::Running))
-                })
-                .unwrap_or(false);
-            if running {
-                // Best effort: the original exception matters more than a failed pause.
-                let _ = self.write(py, |o| with_job!(&mut o.job, j => j.pause()));
-            }
+            // Best effort: the original exception matters more than a failed pause.
+            let _ = self.write(py, pause);
             let _ = self.close_handle(py, false);
         } else {
             self.close_handle(py, true)?;

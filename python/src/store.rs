@@ -200,7 +200,10 @@ impl PyStore {
     fn status<'py>(&self, py: Python<'py>, job: &str) -> PyResult<Bound<'py, PyAny>> {
         let store = self.store()?;
         let status = py.detach(|| store.status(job)).py_err()?;
-        to_py_value(py, &status)
+        let value = to_py_value(py, &status)?;
+        // The CLI's spelling ("completed"), not serde's variant name ("Completed").
+        value.set_item("lifecycle", status.lifecycle.as_str())?;
+        Ok(value)
     }
 
     /// A job's dead letters: a list of dicts with id, attempts, error, time_ms.
