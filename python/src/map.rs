@@ -34,6 +34,8 @@ struct PySource {
     iter: Py<PyAny>,
     buffer: VecDeque<(u64, Py<PyAny>)>,
     ended: bool,
+    /// The iterator's failure, reported once the records read before it are handed out.
+    error: Option<BoxError>,
     /// The Python exception that ended the source, to re-raise after the run.
     failure: Arc<Mutex<Option<PyErr>>>,
 }
@@ -79,10 +81,15 @@ impl Source for PySource {
         if self.buffer.is_empty() && !self.ended {
             if let Err(e) = self.refill() {
                 self.ended = true;
-                return Some(Err(e));
+                self.error = Some(e);
             }
         }
-        self.buffer.pop_front().map(Ok)
+        // Records read before the iterator failed are processed before the failure ends
+        // the run.
+        match self.buffer.pop_front() {
+            Some(pair) => Some(Ok(pair)),
+            None => self.error.take().map(Err),
+        }
     }
 }
 
@@ -124,6 +131,7 @@ fn run_typed<S: Fold>(
         iter,
         buffer: VecDeque::new(),
         ended: false,
+        error: None,
         failure: Arc::clone(&failure),
     };
     let runner = Runner::new(job)
