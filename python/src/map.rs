@@ -78,11 +78,12 @@ impl Source for PySource {
     type Record = Py<PyAny>;
 
     fn next_record(&mut self) -> Option<Result<(u64, Py<PyAny>), BoxError>> {
-        if self.buffer.is_empty() && !self.ended {
-            if let Err(e) = self.refill() {
-                self.ended = true;
-                self.error = Some(e);
-            }
+        if self.buffer.is_empty()
+            && !self.ended
+            && let Err(e) = self.refill()
+        {
+            self.ended = true;
+            self.error = Some(e);
         }
         // Records read before the iterator failed are processed before the failure ends
         // the run.
@@ -116,6 +117,10 @@ pub(crate) struct MapSettings {
     progress: bool,
 }
 
+/// The run's result (the job handed back, how it ended, its counters), the exception to
+/// raise after it (Ctrl-C, or the iterator's own), and whether Ctrl-C stopped it.
+type RunOutcome<S> = (Result<(Job<S>, RunEnd, Stats), PyErr>, Option<PyErr>, bool);
+
 type Encode<O> = fn(&Bound<'_, PyAny>) -> PyResult<O>;
 
 fn run_typed<S: Fold>(
@@ -125,7 +130,7 @@ fn run_typed<S: Fold>(
     iter: Py<PyAny>,
     settings: &MapSettings,
     encode: Encode<S::Output>,
-) -> (Result<(Job<S>, RunEnd, Stats), PyErr>, Option<PyErr>, bool) {
+) -> RunOutcome<S> {
     let failure = Arc::new(Mutex::new(None));
     let source = PySource {
         iter,
@@ -179,11 +184,11 @@ fn run_typed<S: Fold>(
         if finished {
             break;
         }
-        if interrupted.is_none() {
-            if let Err(e) = py.check_signals() {
-                stop.stop();
-                interrupted = Some(e);
-            }
+        if interrupted.is_none()
+            && let Err(e) = py.check_signals()
+        {
+            stop.stop();
+            interrupted = Some(e);
         }
         bar.draw(&stats.stats());
     }
@@ -282,7 +287,6 @@ fn summary<'py>(py: Python<'py>, end: &RunEnd, s: &Stats) -> PyResult<Bound<'py,
 /// the Rust runner, committing outputs into `job`. Returns a summary dict.
 #[pyfunction]
 #[pyo3(signature = (job, call, iter, *, workers, attempts, base_delay, max_delay, complete, progress))]
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_map<'py>(
     py: Python<'py>,
     job: &Bound<'py, PyJob>,

@@ -132,7 +132,6 @@ impl PyStore {
         max_group_bytes = 4 << 20, max_group_delay = 0.05, durable = true,
         durable_interval = 1.0, snapshot_every_commits = 16,
     ))]
-    #[allow(clippy::too_many_arguments)]
     fn job(
         &self,
         py: Python<'_>,
