@@ -26,8 +26,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The CLI and the extension build at the same time (two cargo processes, separate target dirs).
+# --all-features: the same feature set as `cargo test --all-features --release`, so after the
+# Rust tests (as in .ci/run) the binary is already built.
 step "cargo build --release (the CLI) and maturin develop --release (the package)"
-(cd "$root" && cargo build --release --quiet) &
+(cd "$root" && cargo build --release --all-features --quiet --bin resumable) &
 cli_pid=$!
 maturin_bin="$venv/bin/maturin"
 [ -x "$maturin_bin" ] || maturin_bin="$(command -v maturin)"
