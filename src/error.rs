@@ -131,7 +131,7 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// User code (`State::apply` or a processor) panicked. The handle is poisoned: the
+    /// User code (the fold or a processor) panicked. The handle is poisoned: the
     /// in-memory state may be half-updated, so reopen to get the last committed state.
     #[error("user code panicked in {context}: {message}; fix the panic, then reopen the store")]
     Panicked {
@@ -158,14 +158,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether this error came from storage, which poisons a job handle.
-    pub(crate) fn poisons(&self) -> bool {
-        matches!(
-            self,
-            Error::DiskFull(_) | Error::Io(_) | Error::Storage(_) | Error::Corrupt { .. }
-        )
-    }
-
     pub(crate) fn corrupt(
         what: impl Into<String>,
         expected: impl Into<String>,
@@ -183,16 +175,20 @@ impl Error {
         context: impl Into<String>,
         payload: &(dyn std::any::Any + Send),
     ) -> Self {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".to_owned());
         Error::Panicked {
             context: context.into(),
-            message,
+            message: panic_message(payload),
         }
     }
+}
+
+/// The text of a panic payload (the one place that knows payloads are `&str` or `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
 impl From<std::io::Error> for Error {

@@ -45,7 +45,7 @@
 //! The backend implements no byte-range locks, so a store on it works only in redb's default
 //! single-writer mode; test concurrent opens on real files.
 
+pub mod decoders;
 mod fault_disk;
-pub mod scenarios;
 
 pub use fault_disk::{Fault, FaultBackend, FaultDisk, LossModel};
