@@ -10,7 +10,7 @@ use std::time::Instant;
 use parking_lot::{Mutex, MutexGuard};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use resumable::{Bytes, CommitPolicy, Discard, Job, Json, Submit};
+use resumable::{Bytes, CommitPolicy, Discard, Job, Json, Submission};
 
 use crate::convert;
 use crate::errors::{self, IntoPy as _};
@@ -91,7 +91,7 @@ impl Handle {
         }
     }
 
-    fn submit(&mut self, id: u64, value: Value) -> resumable::Result<Submit> {
+    fn submit(&mut self, id: u64, value: Value) -> resumable::Result<Submission> {
         match (self, value) {
             (Handle::Json(j), Value::Json(v)) => j.submit(id, v),
             (Handle::Bytes(j), Value::Bytes(v)) => j.submit(id, v),
@@ -251,10 +251,10 @@ fn pause(o: &mut Open) -> resumable::Result<()> {
     })
 }
 
-fn submit_name(s: &Submit) -> &'static str {
+fn submit_name(s: &Submission) -> &'static str {
     match s {
-        Submit::Queued => "queued",
-        Submit::Committed(_) => "committed",
+        Submission::Queued => "queued",
+        Submission::Committed(_) => "committed",
         _ => "already_done",
     }
 }
@@ -388,7 +388,7 @@ impl PyJob {
             open.job.submit(id, value)
         }
         .py_err()?;
-        if matches!(result, Submit::Queued) {
+        if matches!(result, Submission::Queued) {
             open.queued(bytes);
         }
         Ok(submit_name(&result))
