@@ -102,6 +102,8 @@ class MapResult:
     fsyncs: int
     elapsed: float
     rate: float
+    state: Any = None
+    """The folded state after the run (jobs with a fold), else None."""
 
 
 def _caller(
@@ -139,6 +141,8 @@ def map(
     total_records: Optional[int] = None,
     base_delay: float = 0.1,
     max_delay: float = 30.0,
+    fold: Optional[Callable[[Any, int, Any], Any]] = None,
+    initial: Any = None,
 ) -> MapResult:
     """Runs ``fn(record)`` over ``records`` exactly once per record, committing each output.
 
@@ -167,6 +171,9 @@ def map(
     - ``complete``: mark the job completed when every record is settled (default), else
       leave it paused for more input.
     - ``progress``: draw a progress line on stderr; default: when stderr is a terminal.
+    - ``fold``/``initial``: fold each committed output into a JSON state,
+      ``fold(state, id, output) -> state`` (see ``Store.job``); the result's ``state`` is
+      the state after the run.
     - Ctrl-C (KeyboardInterrupt) stops cleanly: in-flight records are finished and
       committed durably, the job is paused, then KeyboardInterrupt propagates.
 
@@ -193,13 +200,15 @@ def map(
                 schema_version=schema_version,
                 input_manifest=input_manifest,
                 total_records=total_records,
+                fold=fold,
+                initial=initial,
             )
             if own_job
             else job  # type: ignore[assignment]
         )
         try:
             if the_job.lifecycle == "completed":
-                return MapResult("already_done", 0, 0, 0, the_job.done_count, 0, 0, 0, 0, 0.0, 0.0)
+                return MapResult("already_done", 0, 0, 0, the_job.done_count, 0, 0, 0, 0, 0.0, 0.0, the_job.state)
             if processes:
                 pool = concurrent.futures.ProcessPoolExecutor(
                     max_workers=workers, mp_context=multiprocessing.get_context("spawn")
@@ -220,7 +229,7 @@ def map(
                 complete=complete,
                 progress=progress,
             )
-            return MapResult(**summary)
+            return MapResult(**summary, state=the_job.state)
         finally:
             if own_job:
                 the_job.close()

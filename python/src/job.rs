@@ -14,6 +14,7 @@ use resumable::{Bytes, CommitPolicy, Discard, Job, Json, Submission};
 
 use crate::convert;
 use crate::errors::{self, IntoPy as _};
+use crate::fold::JsonState;
 
 /// What a job stores per record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +72,9 @@ impl Value {
 pub(crate) enum Handle {
     Json(Job<Discard<Json>>),
     Bytes(Job<Discard<Bytes>>),
+    /// JSON outputs folded by a Python callable; `initial` stands for the state before the
+    /// first record.
+    Fold(Job<JsonState>, Json),
 }
 
 /// Runs `$body` with `$j` bound to the typed job, whatever its kind.
@@ -79,6 +83,7 @@ macro_rules! with_job {
         match $handle {
             Handle::Json($j) => $body,
             Handle::Bytes($j) => $body,
+            Handle::Fold($j, _) => $body,
         }
     };
 }
@@ -86,7 +91,7 @@ macro_rules! with_job {
 impl Handle {
     pub(crate) fn kind(&self) -> OutputKind {
         match self {
-            Handle::Json(_) => OutputKind::Json,
+            Handle::Json(_) | Handle::Fold(..) => OutputKind::Json,
             Handle::Bytes(_) => OutputKind::Bytes,
         }
     }
@@ -94,6 +99,7 @@ impl Handle {
     fn submit(&mut self, id: u64, value: Value) -> resumable::Result<Submission> {
         match (self, value) {
             (Handle::Json(j), Value::Json(v)) => j.submit(id, v),
+            (Handle::Fold(j, _), Value::Json(v)) => j.submit(id, v),
             (Handle::Bytes(j), Value::Bytes(v)) => j.submit(id, v),
             _ => Err(resumable::Error::InvalidArgument(
                 "output of the wrong kind for this job".into(),
@@ -104,6 +110,10 @@ impl Handle {
     fn output(&self, py: Python<'_>, id: u64) -> PyResult<Option<Py<PyAny>>> {
         Ok(match self {
             Handle::Json(j) => match j.output(id).py_err()? {
+                Some(v) => Some(convert::from_json_text(py, v.as_str())?.unbind()),
+                None => None,
+            },
+            Handle::Fold(j, _) => match j.output(id).py_err()? {
                 Some(v) => Some(convert::from_json_text(py, v.as_str())?.unbind()),
                 None => None,
             },
@@ -231,7 +241,11 @@ impl PyJob {
         };
         // The handle (and the store file it keeps open) goes away even if the flush fails.
         let result = if flush {
-            py.detach(|| with_job!(&mut open.job, j => j.flush().map(|_| ())))
+            match py.detach(|| with_job!(&mut open.job, j => j.flush().map(|_| ()))) {
+                // A poisoned handle can commit nothing more: closing just drops it.
+                Err(resumable::Error::Poisoned) => Ok(()),
+                other => other,
+            }
         } else {
             Ok(())
         };
@@ -288,6 +302,20 @@ impl PyJob {
     #[getter]
     fn closed(&self, py: Python<'_>) -> bool {
         self.lock(py).is_none()
+    }
+
+    /// The folded state as of the last commit (a fresh copy), for a job opened with a
+    /// fold; None for a job without one.
+    #[getter]
+    fn state(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let text = self.read(py, |o| {
+            Ok(match &o.job {
+                Handle::Fold(j, initial) => Some(j.state().text(initial).to_owned()),
+                _ => None,
+            })
+        })?;
+        text.map(|t| convert::from_json_text(py, &t).map(Bound::unbind))
+            .transpose()
     }
 
     /// Whether record `id` is settled (output stored or dead-lettered) in a commit.

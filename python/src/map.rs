@@ -314,11 +314,11 @@ pub(crate) fn run_map<'py>(
     // The handle goes back into the Job object whatever happens (a commit error drops it:
     // the store must then be reopened).
     macro_rules! go {
-        ($variant:ident, $j:expr, $encode:expr) => {{
+        ($rebuild:expr, $j:expr, $encode:expr) => {{
             let (result, error, stopped) = run_typed(py, $j, call, iter, &settings, $encode);
             match result {
                 Ok((j, end, stats)) => {
-                    pyjob.put_back(py, Open::new(Handle::$variant(j), policy));
+                    pyjob.put_back(py, Open::new($rebuild(j), policy));
                     (Ok((end, stats)), error, stopped)
                 }
                 Err(e) => (Err(e), error, stopped),
@@ -326,8 +326,9 @@ pub(crate) fn run_map<'py>(
         }};
     }
     let (result, error, _stopped) = match handle {
-        Handle::Json(j) => go!(Json, j, convert::to_json),
-        Handle::Bytes(j) => go!(Bytes, j, convert::to_bytes),
+        Handle::Json(j) => go!(Handle::Json, j, convert::to_json),
+        Handle::Bytes(j) => go!(Handle::Bytes, j, convert::to_bytes),
+        Handle::Fold(j, initial) => go!(|j| Handle::Fold(j, initial), j, convert::to_json),
     };
     let (end, stats) = result?;
     if let Some(e) = error {

@@ -14,6 +14,7 @@ use resumable::{
 
 use crate::convert;
 use crate::errors::{self, IntoPy as _};
+use crate::fold::python_fold;
 use crate::job::{Handle, OutputKind, PyJob};
 
 /// A serde value (a report or status) as a Python dict/list, through JSON.
@@ -125,12 +126,21 @@ impl PyStore {
     /// records, `max_group_bytes` bytes or `max_group_delay` seconds, whichever comes
     /// first; `durable=True` (default) fsyncs every commit, `durable=False` fsyncs one in
     /// every `durable_interval` seconds (a crash may then lose the last commits, as a
-    /// suffix). The GIL is released while opening.
+    /// suffix).
+    ///
+    /// `fold(state, id, output) -> state` folds each committed output into a JSON state
+    /// (`job.state`), starting from `initial`: called once per record in commit order (and
+    /// by id within a commit), at commit time and when a resume replays the commits after
+    /// the newest snapshot, so it must be deterministic. Snapshots store the state as JSON.
+    /// A fold that raises aborts the commit and poisons the handle (`PanickedError`). Open
+    /// a fold job with the same fold every time; opening it without a fold (or a job
+    /// without one with a fold, or a Rust job) is a `JobMismatchError`. The GIL is
+    /// released while opening.
     #[pyo3(signature = (
         name, *, output = "json", schema_version = 0, input_manifest = None,
         total_records = None, create = true, max_group_records = 1000,
         max_group_bytes = 4 << 20, max_group_delay = 0.05, durable = true,
-        durable_interval = 1.0, snapshot_every_commits = 16,
+        durable_interval = 1.0, snapshot_every_commits = 16, fold = None, initial = None,
     ))]
     fn job(
         &self,
@@ -147,8 +157,25 @@ impl PyStore {
         durable: bool,
         durable_interval: f64,
         snapshot_every_commits: u64,
+        fold: Option<Py<PyAny>>,
+        initial: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyJob>> {
         let kind = OutputKind::parse(output)?;
+        let fold = match fold {
+            None => None,
+            Some(_) if kind == OutputKind::Bytes => {
+                return Err(PyValueError::new_err(
+                    "a fold takes JSON outputs; open the job with output=\"json\"",
+                ));
+            }
+            Some(f) => {
+                let initial = match initial {
+                    Some(v) => convert::to_json(v)?,
+                    None => Json::parse("null").py_err()?,
+                };
+                Some((f, initial))
+            }
+        };
         let durability = if durable {
             Durability::Immediate
         } else {
@@ -175,9 +202,17 @@ impl PyStore {
         let store = self.store()?;
         let handle = py
             .detach(|| -> resumable::Result<Handle> {
-                Ok(match kind {
-                    OutputKind::Json => Handle::Json(store.job::<Discard<Json>>(name, options)?),
-                    OutputKind::Bytes => Handle::Bytes(store.job::<Discard<Bytes>>(name, options)?),
+                Ok(match (kind, fold) {
+                    (_, Some((f, initial))) => {
+                        let folder = python_fold(f, initial.clone());
+                        Handle::Fold(store.job_with_fold(name, options, folder)?, initial)
+                    }
+                    (OutputKind::Json, None) => {
+                        Handle::Json(store.job::<Discard<Json>>(name, options)?)
+                    }
+                    (OutputKind::Bytes, None) => {
+                        Handle::Bytes(store.job::<Discard<Bytes>>(name, options)?)
+                    }
                 })
             })
             .py_err()?;

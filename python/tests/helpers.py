@@ -18,3 +18,14 @@ def pid_of_worker(x: int) -> dict:
     import os
 
     return {"x": x, "pid": os.getpid()}
+
+
+def add(state: dict, id: int, output: dict) -> dict:
+    """A fold: count records and sum their squares (and ids, to catch a wrong id)."""
+    state["n"] += 1
+    state["sum"] += output["sq"]
+    state["ids"] += id
+    return state
+
+
+FOLD_INITIAL = {"n": 0, "sum": 0, "ids": 0}
