@@ -28,7 +28,7 @@ import dataclasses
 import multiprocessing
 import os
 import sys
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Literal, Optional, Union
 
 from ._resumable import (
     FOLD_STATE_TYPE,
@@ -135,7 +135,7 @@ def map(
     keyed: bool = False,
     complete: bool = True,
     progress: Optional[bool] = None,
-    output: str = "json",
+    output: Literal["json", "bytes"] = "json",
     schema_version: int = 0,
     input_manifest: Any = None,
     total_records: Optional[int] = None,
@@ -186,16 +186,18 @@ def map(
     if progress is None:
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
     if total_records is None and not keyed and hasattr(records, "__len__"):
-        total_records = len(records)  # type: ignore[arg-type]
+        total_records = len(records)  # type: ignore[arg-type]  # hasattr does not narrow
 
     own_store = not isinstance(store, Store)
-    the_store: Store = Store(store) if own_store else store  # type: ignore[arg-type]
+    the_store = store if isinstance(store, Store) else Store(store)
     own_job = not isinstance(job, Job)
     pool: Optional[concurrent.futures.Executor] = None
     try:
-        the_job: Job = (
-            the_store.job(
-                job,  # type: ignore[arg-type]
+        the_job = (
+            job
+            if isinstance(job, Job)
+            else the_store.job(
+                job,
                 output=output,
                 schema_version=schema_version,
                 input_manifest=input_manifest,
@@ -203,8 +205,6 @@ def map(
                 fold=fold,
                 initial=initial,
             )
-            if own_job
-            else job  # type: ignore[assignment]
         )
         try:
             if the_job.lifecycle == "completed":

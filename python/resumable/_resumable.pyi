@@ -1,7 +1,8 @@
 """Type stubs of the native module resumable._resumable (re-exported by resumable)."""
 
 import os
-from typing import Any, Callable, Iterator, Literal, Optional, Union
+import pathlib
+from typing import Any, Callable, Iterator, Literal, Optional, Union, final
 
 FOLD_STATE_TYPE: str
 JSON_STATE_TYPE: str
@@ -60,6 +61,7 @@ class InvalidArgumentError(Error):
 class PermanentError(Exception):
     """Raise it from a map function to dead-letter the record at once (no retries)."""
 
+@final
 class Job:
     """An open job. Get one from Store.job; use it as a context manager (exit flushes and
     closes; after an exception it pauses and closes)."""
@@ -109,13 +111,14 @@ class Job:
     def __enter__(self) -> "Job": ...
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool: ...
 
+@final
 class Store:
     """An open store file holding any number of jobs; a context manager (exit closes it and
     every job opened from it)."""
 
-    def __init__(self, path: _Path, *, create: bool = True, read_only: bool = False, verify_on_open: bool = True) -> None: ...
+    def __new__(cls, path: _Path, *, create: bool = True, read_only: bool = False, verify_on_open: bool = True) -> "Store": ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> pathlib.Path: ...
     @property
     def closed(self) -> bool: ...
     def job(
@@ -128,7 +131,7 @@ class Store:
         total_records: Optional[int] = None,
         create: bool = True,
         max_group_records: int = 1000,
-        max_group_bytes: int = 4 << 20,
+        max_group_bytes: int = 4_194_304,
         max_group_delay: float = 0.05,
         durable: bool = True,
         durable_interval: float = 1.0,

@@ -139,7 +139,7 @@ impl PyStore {
     #[pyo3(signature = (
         name, *, output = "json", schema_version = 0, input_manifest = None,
         total_records = None, create = true, max_group_records = 1000,
-        max_group_bytes = 4 << 20, max_group_delay = 0.05, durable = true,
+        max_group_bytes = 4_194_304, max_group_delay = 0.05, durable = true,
         durable_interval = 1.0, snapshot_every_commits = 16, fold = None, initial = None,
     ))]
     fn job(
