@@ -27,6 +27,7 @@ import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
+import pickle
 import sys
 from typing import Any, Callable, Iterable, Literal, Optional, Union
 
@@ -210,6 +211,11 @@ def map(
             if the_job.lifecycle == "completed":
                 return MapResult("already_done", 0, 0, 0, the_job.done_count, 0, 0, 0, 0, 0.0, 0.0, the_job.state)
             if processes:
+                try:
+                    pickle.dumps(fn)
+                except Exception as e:
+                    # Else every record would fail to reach the pool and be dead-lettered.
+                    raise TypeError(f"processes=True needs a picklable, importable fn: {e}") from e
                 pool = concurrent.futures.ProcessPoolExecutor(
                     max_workers=workers, mp_context=multiprocessing.get_context("spawn")
                 )

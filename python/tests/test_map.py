@@ -112,6 +112,17 @@ def test_process_pool_runs_fn_in_spawned_processes(store_path):
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
 
 
+def test_process_pool_refuses_a_function_it_cannot_send(store_path):
+    with pytest.raises(TypeError, match="picklable"):
+        resumable.map(lambda x: x, range(3), store=store_path, job="p", processes=True)
+
+
+def test_progress_line_on_request(store_path, capfd):
+    resumable.map(helpers.square, range(500), store=store_path, job="p", progress=True)
+    err = capfd.readouterr().err
+    assert "500/500 100.0% done" in err
+
+
 CTRL_C_CHILD = """
 import sys, resumable, helpers
 try:
