@@ -2,11 +2,26 @@
 
 use super::policy::CommitPolicy;
 use crate::codec;
+use crate::store::InputChange;
 #[cfg(doc)]
 use crate::{Discard, Error};
 
-/// A digest of the input identifiers a job declares, stored with the job so a resume
-/// against different input is refused ([`Error::JobMismatch`]).
+/// A digest of whatever identifies a job's input, stored with the job so a resume against
+/// different input is refused ([`Error::JobMismatch`]).
+///
+/// Feed it, in order, every item that would change if the input changed: for files, each
+/// path with its size and a content fingerprint (or modification time, if you accept that
+/// a rewrite in place with the same size and time goes unnoticed); for a database query, the
+/// query text and the snapshot or watermark it reads; for a list of ids, the ids. Each item
+/// is hashed with its length, so `["ab", "c"]` and `["a", "bc"]` differ. The hash is 64-bit
+/// FNV-1a: it catches accidental changes, not deliberate collisions.
+///
+/// ```
+/// # use resumable::manifest_digest;
+/// let inputs = ["data/part-0.csv:10485760:5d41402a", "data/part-1.csv:9437184:7d793037"];
+/// let digest = manifest_digest(inputs);
+/// assert_ne!(digest, manifest_digest(&inputs[..1]));
+/// ```
 #[must_use]
 pub fn manifest_digest<I: AsRef<[u8]>>(inputs: impl IntoIterator<Item = I>) -> u64 {
     let mut h = codec::fnv64(&[b"resumable-manifest"]);
@@ -29,6 +44,7 @@ pub struct JobOptions {
     pub(crate) progress_every_commits: u64,
     pub(crate) keep_snapshots: usize,
     pub(crate) create: bool,
+    pub(crate) input_change: InputChange,
 }
 
 impl Default for JobOptions {
@@ -42,6 +58,7 @@ impl Default for JobOptions {
             progress_every_commits: crate::store::DEFAULT_PROGRESS_EVERY_COMMITS,
             keep_snapshots: 3,
             create: true,
+            input_change: InputChange::Refuse,
         }
     }
 }
@@ -59,14 +76,19 @@ impl JobOptions {
         self
     }
 
-    /// A digest of the input (see [`manifest_digest`]); a reopen declaring another digest is
-    /// refused with [`Error::JobMismatch`]. Default: none (not checked).
+    /// A digest of the input (see [`manifest_digest`]). Once a job has a manifest, every
+    /// open must declare the same one: another digest, or none, is refused with
+    /// [`Error::JobMismatch`] (see [`JobOptions::allow_input_change`] to override).
+    /// Default: none (not checked).
     pub fn input_manifest(mut self, digest: u64) -> Self {
         self.input_manifest = Some(digest);
         self
     }
 
-    /// The number of records in the input, for progress and ETA. Default: unknown.
+    /// The number of records in the input, for progress and ETA. Once a job has a size,
+    /// a reopen declaring another one is refused with [`Error::JobMismatch`] (field
+    /// `total records`), unless [`JobOptions::input_grows`] or
+    /// [`JobOptions::allow_input_change`] says otherwise. Default: unknown.
     pub fn total_records(mut self, total: u64) -> Self {
         self.total_records = Some(total);
         self
@@ -101,6 +123,42 @@ impl JobOptions {
     /// at least 1.
     pub fn keep_snapshots(mut self, keep: usize) -> Self {
         self.keep_snapshots = keep.max(1);
+        self
+    }
+
+    /// The input only grows (an append-only log, a directory that gains files): a reopen
+    /// may declare a larger [`JobOptions::total_records`] and a new manifest, which are
+    /// recorded; a smaller size is still refused. Default: `false`.
+    pub fn input_grows(mut self, grows: bool) -> Self {
+        if grows {
+            self.input_change = InputChange::Grows;
+        } else if self.input_change == InputChange::Grows {
+            self.input_change = InputChange::Refuse;
+        }
+        self
+    }
+
+    /// Accept any change of the declared input on this open (an operator's override after
+    /// fixing the input on purpose): the new manifest and size are recorded, and the change
+    /// is logged at `warn`. Records already done are not processed again. Default: `false`.
+    pub fn allow_input_change(mut self, allow: bool) -> Self {
+        if allow {
+            self.input_change = InputChange::Any;
+        } else if self.input_change == InputChange::Any {
+            self.input_change = InputChange::Refuse;
+        }
+        self
+    }
+
+    /// Open an existing job without declaring its input: the stored manifest and size are
+    /// neither checked nor changed. For tools that read or check a job rather than feed it
+    /// (the operator CLI's `verify` opens jobs this way). Default: `false`.
+    pub fn input_unchecked(mut self, unchecked: bool) -> Self {
+        if unchecked {
+            self.input_change = InputChange::Unchecked;
+        } else if self.input_change == InputChange::Unchecked {
+            self.input_change = InputChange::Refuse;
+        }
         self
     }
 

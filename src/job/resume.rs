@@ -27,6 +27,7 @@ impl<S: Fold> Job<S> {
             input_manifest: options.input_manifest,
             total_records: options.total_records,
             create: options.create,
+            input_change: options.input_change,
             keep_snapshots: options.keep_snapshots,
             progress_every_commits: options.progress_every_commits,
         };
@@ -56,7 +57,7 @@ impl<S: Fold> Job<S> {
                 "job was running when its store was last closed: it crashed; resuming from the last durable commit"
             );
         }
-        job_store.record_open(options.total_records)?;
+        job_store.record_open(&spec)?;
         let job = Job {
             store: job_store,
             folder,

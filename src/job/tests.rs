@@ -196,6 +196,84 @@ fn job_mismatch_is_refused_and_writes_nothing() {
 }
 
 #[test]
+fn a_job_with_a_manifest_refuses_opens_without_it_or_with_another_size() {
+    let (_d, path) = fresh();
+    let store = Store::open(&path).expect("open");
+    let m1 = manifest_digest(["in.csv:100"]);
+    let m2 = manifest_digest(["in.csv:120"]);
+    let base = || JobOptions::new().input_manifest(m1).total_records(100);
+    drop(store.job::<Sum>("j", base()).expect("create"));
+    let field_of = |r: Result<Job<Sum>>| match r {
+        Err(Error::JobMismatch { field, .. }) => field,
+        Ok(_) => "accepted",
+        Err(e) => panic!("unexpected {e:?}"),
+    };
+    // No manifest, or another one: refused.
+    assert_eq!(
+        field_of(store.job::<Sum>("j", JobOptions::new())),
+        "input manifest"
+    );
+    assert_eq!(
+        field_of(store.job::<Sum>("j", JobOptions::new().input_manifest(m2))),
+        "input manifest"
+    );
+    // Same manifest, another size: refused, also when it grew without saying so.
+    assert_eq!(
+        field_of(store.job::<Sum>("j", base().total_records(120))),
+        "total records"
+    );
+    // An input declared to grow may grow, and not shrink.
+    assert_eq!(
+        field_of(store.job::<Sum>("j", base().input_grows(true).total_records(90))),
+        "total records"
+    );
+    assert_eq!(
+        field_of(
+            store.job::<Sum>(
+                "j",
+                JobOptions::new()
+                    .input_grows(true)
+                    .input_manifest(m2)
+                    .total_records(120)
+            )
+        ),
+        "accepted"
+    );
+    let status = store.status("j").expect("status");
+    assert_eq!(status.total_records, Some(120));
+    // The grown input is now the job's input: the old manifest is refused.
+    assert_eq!(field_of(store.job::<Sum>("j", base())), "input manifest");
+    // An explicit override accepts anything and records it.
+    assert_eq!(
+        field_of(store.job::<Sum>("j", base().allow_input_change(true))),
+        "accepted"
+    );
+    assert_eq!(field_of(store.job::<Sum>("j", base())), "accepted");
+    assert_eq!(store.status("j").expect("status").total_records, Some(100));
+    // A reader that does not declare the input opens the job and changes nothing.
+    let before = store.status("j").expect("status");
+    assert_eq!(
+        field_of(store.job::<Sum>("j", JobOptions::new().input_unchecked(true))),
+        "accepted"
+    );
+    assert_eq!(store.status("j").expect("status"), before);
+}
+
+#[test]
+fn a_job_created_without_a_manifest_refuses_one_later() {
+    let (_d, path) = fresh();
+    let store = Store::open(&path).expect("open");
+    drop(store.job::<Sum>("j", JobOptions::new()).expect("create"));
+    assert!(matches!(
+        store.job::<Sum>("j", JobOptions::new().input_manifest(7)),
+        Err(Error::JobMismatch {
+            field: "input manifest",
+            ..
+        })
+    ));
+}
+
+#[test]
 fn second_opener_is_locked_out() {
     let (_d, path) = fresh();
     let store = Store::open(&path).expect("open");

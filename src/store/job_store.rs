@@ -50,10 +50,27 @@ pub(crate) struct NewJob {
     pub total_records: Option<u64>,
     /// Create the job when it does not exist.
     pub create: bool,
+    /// What an open may change about the declared input.
+    pub input_change: InputChange,
     /// Unpinned snapshots retention keeps.
     pub keep_snapshots: usize,
     /// Bring done ranges and the id index up to date every this many commits.
     pub progress_every_commits: u64,
+}
+
+/// What a reopen may change about a job's declared input (manifest and size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InputChange {
+    /// The same manifest must be presented, and the size must not change.
+    Refuse,
+    /// The input may grow (an append-only input): a larger size is recorded; the
+    /// manifest may change with it.
+    Grows,
+    /// Anything goes: the operator said the input changed on purpose (logged).
+    Any,
+    /// The opener does not declare the input (a tool that reads the job, such as verify):
+    /// the stored manifest and size are kept and not checked.
+    Unchecked,
 }
 
 /// What opening found: the job's progress and the end of its lineage.
@@ -184,6 +201,10 @@ pub(crate) struct JobStore {
     book: Arc<Mutex<SnapshotBook>>,
     progress_every_commits: u64,
     poison: Poison,
+    /// The last commit whose durable acknowledgement was delivered, as stored at open or
+    /// recorded since; `dirty` when it changed since it was last written.
+    announced: Option<u64>,
+    announced_dirty: bool,
 }
 
 impl JobStore {
@@ -226,6 +247,7 @@ impl JobStore {
         let txn = claim.store().begin_read()?;
         let mut progress = read::load_progress(&txn, &tables)?;
         let generations = read::snapshot_generations(&txn, &tables)?;
+        let announced = read::read_announced(&txn, &tables)?;
         drop(txn);
         let last = progress.last.take();
         let loaded = Loaded {
@@ -243,19 +265,29 @@ impl JobStore {
             progress_every_commits: spec.progress_every_commits.max(1),
             poison: Poison::default(),
             meta,
+            announced,
+            announced_dirty: false,
         };
         Ok((job, loaded))
     }
 
     /// Records the open in the metadata once the job was resumed: a crash recovery (the job
-    /// was found running) and a newly declared input size.
-    pub(crate) fn record_open(&mut self, total_records: Option<u64>) -> Result<()> {
+    /// was found running), a newly declared input size, and an input change the opener
+    /// allowed.
+    pub(crate) fn record_open(&mut self, spec: &NewJob) -> Result<()> {
         let mut meta = self.meta.clone();
         if meta.lifecycle == JobState::Running {
             meta.recoveries += 1;
         }
-        if let Some(total) = total_records {
+        if spec.input_change != InputChange::Unchecked
+            && let Some(total) = spec.total_records
+        {
             meta.total_records = Some(total);
+        }
+        if matches!(spec.input_change, InputChange::Grows | InputChange::Any)
+            && spec.input_manifest.is_some()
+        {
+            meta.input_manifest = spec.input_manifest;
         }
         if meta == self.meta {
             return Ok(());
@@ -341,6 +373,11 @@ impl JobStore {
         } else {
             (None, Vec::new(), None)
         };
+        // The announced cursor rides along with the progress mark: no extra write per
+        // commit, and at most one mark interval of acknowledgements is delivered again.
+        let announced = self
+            .announced
+            .filter(|_| mark.is_some() && self.announced_dirty);
         self.check_usable()?;
         let book = Arc::clone(&self.book);
         let mut book = book.lock();
@@ -368,11 +405,15 @@ impl JobStore {
             snapshot: planned.as_ref().map(|p| p.generation).zip(sealed),
             retire: planned.as_ref().map_or(&[], |p| p.retire.as_slice()),
             meta: meta.as_ref(),
+            announced,
             durable,
         };
         self.write(&plan)?;
         if let Some(m) = meta {
             self.meta = m;
+        }
+        if announced.is_some() {
+            self.announced_dirty = false;
         }
         let snapshot = planned.map(|planned| {
             book.written(&planned);
@@ -416,16 +457,50 @@ impl JobStore {
         // The mark moves before the write: if the write fails, the dart in `write` poisons
         // the handle, so the moved mark is never used.
         let (diff, index) = self.mark.take(last_seq);
+        let announced = self.announced.filter(|_| self.announced_dirty);
         self.write(&CommitPlan {
             meta: Some(&meta),
             ranges: Some(&diff),
             index: &index,
             mark: Some(last_seq),
+            announced,
             durable: true,
             ..CommitPlan::default()
         })?;
         self.meta = meta;
+        self.announced_dirty = false;
         Ok(())
+    }
+
+    /// The last commit whose durable acknowledgement was delivered (`None`: never recorded).
+    pub(crate) fn announced(&self) -> Option<u64> {
+        self.announced
+    }
+
+    /// Records that acknowledgements up to commit `seq` were delivered; written with the
+    /// next progress mark or lifecycle change.
+    pub(crate) fn set_announced(&mut self, seq: u64) {
+        if self.announced != Some(seq) {
+            self.announced = Some(seq);
+            self.announced_dirty = true;
+        }
+    }
+
+    /// Visits the lineage entries of the commits after `after`, in order: `(seq, output
+    /// ranges, dead-lettered ids)`.
+    pub(crate) fn entries_after(
+        &self,
+        after: u64,
+        mut f: impl FnMut(u64, &[(u64, u64)], &[u64]) -> Result<()>,
+    ) -> Result<()> {
+        let txn = self.claim.store().begin_read()?;
+        let mut order = SeqOrder::after(&self.meta.name, after);
+        read::for_each_log(&txn, &self.tables, after + 1.., |seq, entry| {
+            let entry = entry?;
+            order.next(seq)?;
+            f(seq, &entry.outputs, &entry.dead_letters)?;
+            Ok(true)
+        })
     }
 
     /// Sets how many unpinned snapshots retention keeps from now on.
@@ -547,16 +622,56 @@ fn check_matches(meta: &JobMeta, spec: &NewJob) -> Result<()> {
             spec.schema_version.to_string(),
         ));
     }
-    if let Some(found) = spec.input_manifest
-        && meta.input_manifest != Some(found)
-    {
-        let expected = meta
-            .input_manifest
-            .map_or_else(|| "none".to_owned(), |m| format!("{m:016x}"));
+    let digest = |m: Option<u64>| m.map_or_else(|| "none".to_owned(), |m| format!("{m:016x}"));
+    let total = |t: Option<u64>| t.map_or_else(|| "unknown".to_owned(), |t| t.to_string());
+    let manifest_changed = meta.input_manifest.is_some() || spec.input_manifest.is_some();
+    let manifest_changed = manifest_changed && meta.input_manifest != spec.input_manifest;
+    let grew = matches!((meta.total_records, spec.total_records), (Some(a), Some(b)) if b > a);
+    let size_changed =
+        matches!((meta.total_records, spec.total_records), (Some(a), Some(b)) if a != b);
+    match spec.input_change {
+        InputChange::Unchecked => return Ok(()),
+        InputChange::Any => {
+            if manifest_changed || size_changed {
+                tracing::warn!(
+                    job = %meta.name,
+                    manifest_was = %digest(meta.input_manifest),
+                    manifest_now = %digest(spec.input_manifest),
+                    total_was = %total(meta.total_records),
+                    total_now = %total(spec.total_records),
+                    "input changed; accepted because the opener allowed any input change"
+                );
+            }
+            return Ok(());
+        }
+        InputChange::Grows if size_changed && !grew => {
+            return Err(mismatch(
+                "total records",
+                total(meta.total_records),
+                format!(
+                    "{} (an input that only grows cannot shrink)",
+                    total(spec.total_records)
+                ),
+            ));
+        }
+        InputChange::Grows if grew => {
+            tracing::info!(job = %meta.name, total_was = %total(meta.total_records), total_now = %total(spec.total_records), "input grew");
+            return Ok(());
+        }
+        InputChange::Grows | InputChange::Refuse => {}
+    }
+    if manifest_changed {
         return Err(mismatch(
             "input manifest",
-            expected,
-            format!("{found:016x}"),
+            digest(meta.input_manifest),
+            digest(spec.input_manifest),
+        ));
+    }
+    if size_changed {
+        return Err(mismatch(
+            "total records",
+            total(meta.total_records),
+            total(spec.total_records),
         ));
     }
     Ok(())

@@ -42,7 +42,7 @@ pub use repair::RewindReport;
 pub use space::{Compaction, SpaceInfo};
 pub use verify::{Problem, VerifyReport};
 
-pub(crate) use job_store::{GroupBuilder, JobStore, NewJob, SnapshotWriter};
+pub(crate) use job_store::{GroupBuilder, InputChange, JobStore, NewJob, SnapshotWriter};
 pub(crate) use records::DeadLetterRecord;
 
 #[cfg(feature = "testing")]
