@@ -18,8 +18,8 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use resumable::{
-    BoxError, Fold, Job, ProcessError, RetryPolicy, RunEnd, RunReport, Runner, Source, Stats,
-    StatsHandle, StopHandle,
+    BoxError, Fold, Job, ProcessError, RecordContext, RetryPolicy, RunEnd, RunReport, Runner,
+    Source, Stats, StatsHandle, StopHandle,
 };
 
 use crate::convert;
@@ -149,19 +149,20 @@ fn run_typed<S: Fold>(
     let thread = std::thread::Builder::new()
         .name("resumable-map".into())
         .spawn(move || {
-            let processor =
-                move |_id: u64, record: &Py<PyAny>| -> Result<S::Output, ProcessError> {
-                    Python::attach(|py| {
-                        let out = call
-                            .bind(py)
-                            .call1((record.bind(py),))
-                            .map_err(|e| process_error(py, &e))?;
-                        // An output JSON cannot hold fails the same way every time: permanent.
-                        encode(&out).map_err(|e| {
-                            ProcessError::permanent(format!("cannot store the output: {e}"))
-                        })
+            let processor = move |_record: RecordContext,
+                                  record: &Py<PyAny>|
+                  -> Result<S::Output, ProcessError> {
+                Python::attach(|py| {
+                    let out = call
+                        .bind(py)
+                        .call1((record.bind(py),))
+                        .map_err(|e| process_error(py, &e))?;
+                    // An output JSON cannot hold fails the same way every time: permanent.
+                    encode(&out).map_err(|e| {
+                        ProcessError::permanent(format!("cannot store the output: {e}"))
                     })
-                };
+                })
+            };
             let result: resumable::Result<RunReport<S>> = runner.run(source, processor);
             let _ = done_tx.send(());
             result
