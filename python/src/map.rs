@@ -268,6 +268,7 @@ fn summary<'py>(py: Python<'py>, end: &RunEnd, s: &Stats) -> PyResult<Bound<'py,
             RunEnd::Finished => "finished",
             RunEnd::Stopped => "stopped",
             RunEnd::SourceFailed(_) => "source_failed",
+            RunEnd::AlreadyDone => "already_done",
             _ => "other",
         },
     )?;
