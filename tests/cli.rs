@@ -1165,3 +1165,61 @@ fn export_since_seq_streams_the_commits_after_a_cursor_in_commit_order() {
     let by_id = String::from_utf8(export(&path)).unwrap();
     assert_eq!(by_id.lines().count(), 3000);
 }
+
+#[test]
+fn sigterm_stops_the_demo_cleanly_with_the_retry_exit_code_and_a_rerun_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.redb");
+    let mut child = StdCommand::new(env!("CARGO_BIN_EXE_resumable"))
+        .args([
+            "demo",
+            s(&path),
+            "--records",
+            "400000",
+            "--cost-us",
+            "50",
+            "--workers",
+            "2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The demo says on stderr when its run starts; stop it then, the way schedulers do.
+    let mut stderr_lines =
+        std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let first = stderr_lines.next().unwrap().unwrap();
+    assert!(first.contains("starting job"), "{first}");
+    let drain = std::thread::spawn(move || stderr_lines.count());
+    let term = StdCommand::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = child.wait().unwrap();
+    drain.join().unwrap();
+    assert_eq!(status.code(), Some(75), "stopped before the end: retry");
+    let v = json(&["status", s(&path), "--json"]);
+    // Paused if something was committed before the stop, still created if not; never a
+    // crashed ("running") job.
+    let lifecycle = v["jobs"][0]["lifecycle"].as_str().unwrap().to_owned();
+    assert!(
+        lifecycle == "paused" || lifecycle == "created",
+        "{lifecycle}"
+    );
+    assert_eq!(v["jobs"][0]["recoveries"], 0);
+    assert!(v["jobs"][0]["records_done"].as_u64().unwrap() < 400_000);
+    let rerun = run(&[
+        "demo",
+        s(&path),
+        "--records",
+        "400000",
+        "--cost-us",
+        "0",
+        "--workers",
+        "2",
+    ]);
+    assert_eq!(code(&rerun), 0, "{}", stderr(&rerun));
+    let v = json(&["status", s(&path), "--json"]);
+    assert_eq!(v["jobs"][0]["lifecycle"], "completed");
+}

@@ -197,7 +197,11 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let mut summary = summary;
     summary.dead_letters = store.status(&args.job)?.dead_letters;
     print_summary(args, json, &summary)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(if summary.end == "stopped" {
+        ExitCode::from(crate::EXIT_RETRY)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn run_job(

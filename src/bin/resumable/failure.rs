@@ -150,6 +150,22 @@ fn broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Whether retrying a job-running command can help (exit code 75): the store was held by
+/// another writer, or the disk failed or filled up; the store is at its last durable commit.
+pub(crate) fn retryable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<resumable::Error>().is_some_and(|e| {
+            matches!(
+                e,
+                resumable::Error::Locked { .. }
+                    | resumable::Error::Io(_)
+                    | resumable::Error::DiskFull(_)
+                    | resumable::Error::Poisoned
+            )
+        })
+    })
+}
+
 /// Reports a failed command (stderr, and stdout under `--json`) and picks the exit code.
 pub(crate) fn report(e: &anyhow::Error, json: bool) -> ExitCode {
     if broken_pipe(e) {

@@ -38,10 +38,16 @@ pub(crate) const EXIT_RETRY: u8 = 75;
 
 const AFTER_HELP: &str = "\
 Exit codes:
-  0  success (a broken pipe on stdout, as in `| head`, counts as success)
-  1  the store or job has a problem: damaged (verify found damage), locked by another
-     process, mismatched, not found, or an I/O error
-  2  usage error: bad arguments, or a confirmation that was needed and not given
+  0   success; for the job-running commands (demo, run): the job completed
+  1   a problem that retrying will not fix: the store is damaged (verify found damage) or
+      not a store, the job is mismatched (other state type, schema, input) or not found;
+      for the read commands also a store locked by another process or an I/O error
+  2   usage error: bad arguments, or a confirmation that was needed and not given
+  75  (demo, run) stopped before the end and resumable: Ctrl-C or SIGTERM (a second
+      signal quits at once), the store locked by another writer, an I/O error or a full
+      disk; run the same command again to continue. A scheduler must not count it as done.
+Kubernetes podFailurePolicy: FailIndex on exit codes 1 and 2, retry the rest; Slurm:
+requeue on 75 (docs/RUNBOOK.md has example rules).
 
 Read commands (status, ranges, snapshots, lineage, export, dead-letters) open the store
 read-only; while a job holds the store for writing they say it is in use. Logs go to
@@ -138,7 +144,15 @@ fn main() -> ExitCode {
     let json = cli.command.json();
     match std::panic::catch_unwind(|| dispatch(&cli)) {
         Ok(Ok(code)) => code,
-        Ok(Err(e)) => failure::report(&e, json),
+        Ok(Err(e)) => {
+            let code = failure::report(&e, json);
+            // Job-running commands: a failure that a rerun can get past asks for a retry.
+            if matches!(cli.command, Command::Demo(_)) && failure::retryable(&e) {
+                ExitCode::from(EXIT_RETRY)
+            } else {
+                code
+            }
+        }
         Err(_) => {
             let detail = LAST_PANIC
                 .lock()
