@@ -105,6 +105,7 @@ pub use runner::{
     RunEnd, RunReport, Runner, Source, Stats, StatsHandle, StopHandle,
 };
 pub use store::{
-    DeadLetter, FORMAT_VERSION, JobStatus, Problem, RewindReport, SnapshotInfo, SpaceInfo, Store,
-    StoreOptions, StoredOutput, VerifyReport,
+    ChainStop, DeadLetter, FORMAT_VERSION, JobStatus, Problem, RewindReport, SalvageReport,
+    SalvagedJob, SnapshotInfo, SpaceInfo, Store, StoreOptions, StoredOutput, UnusedSegment,
+    VerifyReport,
 };

@@ -9,6 +9,7 @@ mod inspect;
 pub(crate) mod job_io;
 pub(crate) mod meta;
 mod repair;
+mod salvage;
 pub(crate) mod segment;
 pub(crate) mod tables;
 
@@ -23,6 +24,7 @@ use crate::error::{Error, Result};
 
 pub use inspect::{DeadLetter, JobStatus, Problem, SnapshotInfo, StoredOutput, VerifyReport};
 pub use repair::{RewindReport, SpaceInfo};
+pub use salvage::{ChainStop, SalvageReport, SalvagedJob, UnusedSegment};
 
 /// The store format this build writes and reads (2: commit segments).
 pub const FORMAT_VERSION: u32 = 2;
@@ -100,6 +102,7 @@ impl StoreOptions {
     /// for a newer format; [`Error::Io`] for file-system errors.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref();
+        create::remove_stale_temporaries(path);
         match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !self.create || self.read_only {
@@ -141,16 +144,16 @@ impl StoreOptions {
             };
             Store::from_db(db, path.display().to_string(), Some(path.to_owned()))
         }));
+        let opened = opened.map(|result| result.map_err(|e| unopenable(path, e)));
         opened.unwrap_or_else(|payload| {
             let detail = match Error::from_panic("opening the store", payload.as_ref()) {
                 Error::Panicked { message, .. } => message,
                 other => other.to_string(),
             };
-            Err(Error::corrupt(
-                format!("store file {}", path.display()),
-                "pages redb can read",
-                format!("damaged pages (redb: {detail})"),
-            ))
+            Err(Error::Unopenable {
+                path: path.to_owned(),
+                reason: format!("damaged pages (redb: {detail})"),
+            })
         })
     }
 
@@ -409,6 +412,18 @@ pub(crate) fn storage(e: impl Into<redb::Error>) -> Error {
     }
 }
 
+/// Damage found while opening a file means it cannot be opened: say so rather than point
+/// at `verify`, which would open it the same way.
+fn unopenable(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Corrupt { what, expected, got } => Error::Unopenable {
+            path: path.to_owned(),
+            reason: format!("{what}: expected {expected}, got {got}"),
+        },
+        other => other,
+    }
+}
+
 fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
@@ -427,6 +442,20 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
                 "a database in redb's older file format {v}; resumable stores are written by redb 4"
             ),
         },
+        // The file cannot be opened at all: advice must not point at `verify`, which opens it
+        // the same way.
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(msg)) => Error::Unopenable {
+            path: path.to_owned(),
+            reason: msg,
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            Error::Unopenable {
+                path: path.to_owned(),
+                reason: format!("the file is truncated ({io})"),
+            }
+        }
         redb::DatabaseError::Storage(redb::StorageError::Io(io))
             if io.kind() == std::io::ErrorKind::InvalidData =>
         {

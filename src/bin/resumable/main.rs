@@ -19,6 +19,7 @@ mod pin;
 mod ranges;
 mod requeue;
 mod rewind;
+mod salvage;
 mod snapshots;
 mod status;
 mod verify;
@@ -67,6 +68,7 @@ enum Command {
     Rewind(rewind::Args),
     Fork(fork::Args),
     Compact(compact::Args),
+    Salvage(salvage::Args),
     /// Pin a snapshot generation: keep it from retention (a savepoint).
     Pin(pin::PinArgs),
     /// Unpin a snapshot generation: hand it back to retention.
@@ -152,6 +154,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Rewind(a) => rewind::run(a, a.json),
         Command::Fork(a) => fork::run(a, a.json),
         Command::Compact(a) => compact::run(a, a.json),
+        Command::Salvage(a) => salvage::run(a, a.json),
         Command::Pin(a) => pin::run(a, a.json, true),
         Command::Unpin(a) => pin::run(a, a.json, false),
     }
