@@ -105,7 +105,7 @@ pub use runner::{
     RunEnd, RunReport, Runner, Source, Stats, StatsHandle, StopHandle,
 };
 pub use store::{
-    ChainStop, DeadLetter, FORMAT_VERSION, JobStatus, Problem, RewindReport, SalvageReport,
-    SalvagedJob, SnapshotInfo, SpaceInfo, Store, StoreOptions, StoredOutput, UnusedSegment,
-    VerifyReport,
+    ChainStop, DeadLetter, FORMAT_VERSION, JobStatus, Problem, RewindReport, SalvageOptions,
+    SalvageReport, SalvagedJob, SnapshotInfo, SpaceInfo, Store, StoreOptions, StoredOutput,
+    UnusedSegment, VerifyReport,
 };

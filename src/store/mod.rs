@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 
 pub use inspect::{DeadLetter, JobStatus, Problem, SnapshotInfo, StoredOutput, VerifyReport};
 pub use repair::{RewindReport, SpaceInfo};
-pub use salvage::{ChainStop, SalvageReport, SalvagedJob, UnusedSegment};
+pub use salvage::{ChainStop, SalvageOptions, SalvageReport, SalvagedJob, UnusedSegment};
 
 /// The store format this build writes and reads (2: commit segments).
 pub const FORMAT_VERSION: u32 = 2;
@@ -416,12 +416,31 @@ pub(crate) fn storage(e: impl Into<redb::Error>) -> Error {
 /// at `verify`, which would open it the same way.
 fn unopenable(path: &Path, e: Error) -> Error {
     match e {
-        Error::Corrupt { what, expected, got } => Error::Unopenable {
+        Error::Corrupt {
+            what,
+            expected,
+            got,
+        } => Error::Unopenable {
             path: path.to_owned(),
             reason: format!("{what}: expected {expected}, got {got}"),
         },
         other => other,
     }
+}
+
+/// Whether the file is at least a page long and its first 16 bytes (where redb's magic
+/// number is) are zero: a store whose header was wiped (a bad sector, a stray `dd`), not
+/// a file of another format, which would carry its own magic.
+fn magic_zeroed(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = [0xffu8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| {
+            let long_enough = f.metadata()?.len() >= 4096;
+            f.read_exact(&mut head)?;
+            Ok(long_enough)
+        })
+        .is_ok_and(|long_enough| long_enough && head.iter().all(|&b| b == 0))
 }
 
 fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
@@ -454,6 +473,14 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
             Error::Unopenable {
                 path: path.to_owned(),
                 reason: format!("the file is truncated ({io})"),
+            }
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData && magic_zeroed(path) =>
+        {
+            Error::Unopenable {
+                path: path.to_owned(),
+                reason: format!("its header is zeroed ({io})"),
             }
         }
         redb::DatabaseError::Storage(redb::StorageError::Io(io))

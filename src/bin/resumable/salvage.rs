@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use resumable::{SalvageReport, Store};
+use resumable::{SalvageOptions, SalvageReport, Store};
 
 use crate::EXIT_PROBLEM;
 use crate::output::{Out, count};
@@ -51,10 +51,24 @@ pub(crate) struct Args {
     /// Print JSON (the shape is in the long help).
     #[arg(long)]
     pub(crate) json: bool,
+    /// When no intact job metadata is found (a single-job store whose metadata page was
+    /// destroyed: the report then lists the commits as unattributed), write them as this job.
+    #[arg(long, requires = "state_type")]
+    job: Option<String>,
+    /// With --job: the job's state type, as its `Fold::type_name()` returns it.
+    #[arg(long, requires = "job")]
+    state_type: Option<String>,
+    /// With --job: the job's schema version.
+    #[arg(long, default_value_t = 0, requires = "job")]
+    schema_version: u32,
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
-    let report = Store::salvage(&args.store, &args.into)?;
+    let mut options = SalvageOptions::new();
+    if let (Some(job), Some(state_type)) = (&args.job, &args.state_type) {
+        options = options.job_identity(job, state_type, args.schema_version);
+    }
+    let report = Store::salvage_with(&args.store, &args.into, &options)?;
     let mut out = Out::new();
     if json {
         out.json(&serde_json::to_value(&report)?)?;
@@ -111,7 +125,7 @@ fn human(out: &mut Out, r: &SalvageReport) -> anyhow::Result<()> {
     if !r.unattributed_chains.is_empty() {
         writeln!(
             out,
-            "not attributed to any job: {} intact segments (no usable job metadata)",
+            "not attributed to any job: {} intact segments (no usable job metadata; name the job with --job and --state-type)",
             r.unattributed_chains.len()
         )?;
     }

@@ -121,7 +121,70 @@ pub struct UnusedSegment {
     pub reason: &'static str,
 }
 
+/// Options for [`Store::salvage_with`].
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct SalvageOptions {
+    identity: Option<JobIdentity>,
+}
+
+/// Who a job is, for when none of its metadata survived.
+#[derive(Clone, Debug)]
+pub(crate) struct JobIdentity {
+    pub name: String,
+    pub state_type: String,
+    pub schema_version: u32,
+    pub input_manifest: Option<u64>,
+    pub total_records: Option<u64>,
+}
+
+impl SalvageOptions {
+    /// Default options: jobs are named by the metadata found in the file.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The job to attribute the commits to when no intact job metadata is found (a
+    /// single-job store whose metadata page was destroyed): its name, its state type as
+    /// [`Fold::type_name`](crate::Fold::type_name) gives it, and the `options` it is opened
+    /// with (schema version, input manifest, total records). Ignored when metadata is found.
+    /// Default: none (such commits are reported, not written).
+    pub fn job<S: crate::Fold>(self, name: &str, options: &crate::JobOptions) -> Self {
+        self.job_identity(name, &S::type_name(), options.schema_version)
+            .with_options(options)
+    }
+
+    /// As [`SalvageOptions::job`], by the state type's name and schema version (for the
+    /// CLI, which does not link the job's types).
+    pub fn job_identity(mut self, name: &str, state_type: &str, schema_version: u32) -> Self {
+        self.identity = Some(JobIdentity {
+            name: name.to_owned(),
+            state_type: state_type.to_owned(),
+            schema_version,
+            input_manifest: None,
+            total_records: None,
+        });
+        self
+    }
+
+    fn with_options(mut self, options: &crate::JobOptions) -> Self {
+        if let Some(id) = &mut self.identity {
+            id.input_manifest = options.input_manifest;
+            id.total_records = options.total_records;
+        }
+        self
+    }
+}
+
 impl Store {
+    /// [`Store::salvage_with`] with default [`SalvageOptions`].
+    ///
+    /// # Errors
+    /// As [`Store::salvage_with`].
+    pub fn salvage(path: impl AsRef<Path>, into: impl AsRef<Path>) -> Result<SalvageReport> {
+        Store::salvage_with(path, into, &SalvageOptions::new())
+    }
+
     /// Reads the store file at `path` as raw bytes, without opening it, and writes the
     /// commits that verify into a new store at `into`, so a job can resume from them. For a
     /// file that cannot be opened ([`Error::Unopenable`]) or that [`Store::verify_job`]
@@ -134,13 +197,18 @@ impl Store {
     /// the job replays the salvaged outputs into the state. `path` is never written. The
     /// rules are in the repository's `docs/SALVAGE.md`.
     ///
-    /// When nothing is salvaged (no intact job metadata, or no commit that verifies) no
-    /// store is written and the report says so ([`SalvageReport::salvaged_anything`]).
+    /// When nothing is salvaged (no intact job metadata and no [`SalvageOptions::job`], or
+    /// no commit that verifies) no store is written and the report says so
+    /// ([`SalvageReport::salvaged_anything`]).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if `into` exists or is `path`; [`Error::Io`] if `path`
     /// cannot be read or `into` cannot be written. On error no file is left at `into`.
-    pub fn salvage(path: impl AsRef<Path>, into: impl AsRef<Path>) -> Result<SalvageReport> {
+    pub fn salvage_with(
+        path: impl AsRef<Path>,
+        into: impl AsRef<Path>,
+        options: &SalvageOptions,
+    ) -> Result<SalvageReport> {
         let (path, into) = (path.as_ref(), into.as_ref());
         if into.exists() {
             return Err(Error::InvalidArgument(format!(
@@ -155,7 +223,8 @@ impl Store {
         }
         let bytes = std::fs::read(path)?;
         let found = scan::scan(&bytes);
-        let mut report = rebuild::plan_and_write(path, &bytes, &found, into)?;
+        let mut report =
+            rebuild::plan_and_write(path, &bytes, &found, into, options.identity.as_ref())?;
         if report.into.is_some() {
             let store = Store::open_read_only(into)?;
             let mut verified = true;

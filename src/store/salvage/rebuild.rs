@@ -27,7 +27,7 @@ use std::path::Path;
 use redb::Database;
 
 use super::scan::{Found, FoundKeyed, FoundSegment};
-use super::{ChainStop, SalvageReport, SalvagedJob, UnusedSegment};
+use super::{ChainStop, JobIdentity, SalvageReport, SalvagedJob, UnusedSegment};
 use crate::codec;
 use crate::error::Result;
 use crate::lifecycle::JobState;
@@ -54,10 +54,25 @@ pub(super) fn plan_and_write(
     bytes: &[u8],
     found: &Found,
     into: &Path,
+    identity: Option<&JobIdentity>,
 ) -> Result<SalvageReport> {
     let unique = unique_segments(&found.segments);
+    let fallback: Vec<JobMeta> = match identity {
+        Some(id) if found.metas.is_empty() => vec![JobMeta {
+            name: id.name.clone(),
+            state_type: id.state_type.clone(),
+            schema_version: id.schema_version,
+            input_manifest: id.input_manifest,
+            lifecycle: JobState::Created,
+            created_ms: 0,
+            recoveries: 0,
+            pinned: Vec::new(),
+            total_records: id.total_records,
+        }],
+        _ => Vec::new(),
+    };
     let mut metas: BTreeMap<&str, Vec<&JobMeta>> = BTreeMap::new();
-    for m in &found.metas {
+    for m in found.metas.iter().chain(&fallback) {
         let copies = metas.entry(m.name.as_str()).or_default();
         if !copies.contains(&m) {
             copies.push(m);
@@ -72,7 +87,8 @@ pub(super) fn plan_and_write(
         source: source.to_owned(),
         bytes_scanned: bytes.len() as u64,
         segments_found: unique.len() as u64,
-        job_metas_found: metas.values().map(|v| v.len() as u64).sum(),
+        job_metas_found: metas.values().map(|v| v.len() as u64).sum::<u64>()
+            - fallback.len() as u64,
         snapshots_found: snapshots.len() as u64,
         ..SalvageReport::default()
     };
@@ -91,8 +107,7 @@ pub(super) fn plan_and_write(
             for &root in &graph.roots {
                 let mut meta = base.clone();
                 meta.name = format!("salvaged-{:016x}", unique[root].entry.hash);
-                let (mut job, mut plan) =
-                    plan_job(&graph, &[root], meta, found, &mut attributed);
+                let (mut job, mut plan) = plan_job(&graph, &[root], meta, found, &mut attributed);
                 // A dead-letter row does not name its job: with several jobs, none is kept.
                 plan.dead.clear();
                 job.dead_letters_lost += job.dead_letters_salvaged;
@@ -180,7 +195,10 @@ impl<'a> Graph<'a> {
 
 /// The metadata a salvaged job is written with, when the copies found agree on what opening
 /// the job checks. `same_job`: the copies are of one job, so its creation time agrees too.
-fn agreed_meta<'m>(mut copies: impl Iterator<Item = &'m JobMeta>, same_job: bool) -> Option<JobMeta> {
+fn agreed_meta<'m>(
+    mut copies: impl Iterator<Item = &'m JobMeta>,
+    same_job: bool,
+) -> Option<JobMeta> {
     let first = copies.next()?;
     let mut meta = first.clone();
     for m in copies {
