@@ -11,6 +11,8 @@
 //! checks the same invariants (no wrong byte, no panic, no unverified commit), and the CLI
 //! test parses `salvage --json` and checks its exit codes. Random seeds are printed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -338,7 +340,7 @@ fn random_pages_zeroed() {
         damage(&path, |b| {
             let pages = b.len() / PAGE;
             b[64..320].fill(0);
-            for _ in 0..pages / 20 + 1 {
+            for _ in 0..=pages / 20 {
                 let p = (next() % pages as u64) as usize;
                 b[p * PAGE..(p + 1) * PAGE].fill(0);
             }
@@ -527,16 +529,11 @@ fn cli_salvage_json_parses_and_exit_codes_follow_the_outcome() {
 }
 
 /// The base store's bytes and outputs, built once for the property test.
-fn base_bytes() -> &'static (
-    Vec<u8>,
-    BTreeMap<u64, (u64, Vec<u8>)>,
-    BTreeMap<u64, String>,
-) {
-    static BASE: OnceLock<(
-        Vec<u8>,
-        BTreeMap<u64, (u64, Vec<u8>)>,
-        BTreeMap<u64, String>,
-    )> = OnceLock::new();
+/// Outputs by id: (commit seq, payload).
+type Outputs = BTreeMap<u64, (u64, Vec<u8>)>;
+
+fn base_bytes() -> &'static (Vec<u8>, Outputs, BTreeMap<u64, String>) {
+    static BASE: OnceLock<(Vec<u8>, Outputs, BTreeMap<u64, String>)> = OnceLock::new();
     BASE.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let (path, outs) = base_store(dir.path());

@@ -124,7 +124,7 @@ fn build_filled<B: StorageBackend>(
     path: &Path,
     tmp: &Path,
     wrap: impl FnOnce(FileBackend) -> B,
-    fill: impl FnOnce(&Database) -> Result<()>,
+    fill_rows: impl FnOnce(&Database) -> Result<()>,
     exclusive: bool,
 ) -> Result<()> {
     let file = File::options()
@@ -139,7 +139,7 @@ fn build_filled<B: StorageBackend>(
             .create_with_backend(wrap(backend))
             .map_err(storage)?;
         initialize(&db)?;
-        fill(&db)?;
+        fill_rows(&db)?;
     }
     File::open(tmp)?.sync_all()?;
     match fs::hard_link(tmp, path) {

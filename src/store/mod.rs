@@ -9,7 +9,7 @@ mod inspect;
 pub(crate) mod job_io;
 pub(crate) mod meta;
 mod repair;
-mod salvage;
+pub(crate) mod salvage;
 pub(crate) mod segment;
 pub(crate) mod tables;
 

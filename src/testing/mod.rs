@@ -46,6 +46,8 @@
 //! single-writer mode; test concurrent opens on real files.
 
 mod fault_disk;
+mod salvage;
 pub mod scenarios;
 
 pub use fault_disk::{Fault, FaultBackend, FaultDisk, LossModel};
+pub use salvage::{ScannedSegment, salvage_scan};

@@ -246,8 +246,7 @@ fn plan_job<'a>(
         [] => {}
         [root] => {
             chain.push(*root);
-            loop {
-                let Some(&last) = chain.last() else { break };
+            while let Some(&last) = chain.last() {
                 match graph.children(last) {
                     [] => break,
                     [only] => chain.push(*only),
