@@ -30,6 +30,7 @@ Exit code 0 when at least one commit was salvaged (NEW was written), 1 when noth
 --json prints one object (the library's SalvageReport):
   {\"source\": PATH, \"into\": PATH|null, \"bytes_scanned\": N, \"segments_found\": N,
    \"job_metas_found\": N, \"snapshots_found\": N, \"verified\": BOOL,
+   \"scan_ms\": N, \"write_ms\": N, \"verify_ms\": N,
    \"jobs\": [{\"name\": S, \"original_name\": S|null, \"commits_salvaged\": N,
              \"highest_seq_seen\": N, \"records_salvaged\": N,
              \"dead_letters_salvaged\": N, \"dead_letters_lost\": N,
@@ -86,9 +87,10 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
 fn human(out: &mut Out, r: &SalvageReport) -> anyhow::Result<()> {
     writeln!(
         out,
-        "scanned {} bytes of {}: {} intact commit segments, {} job metadata records, {} snapshots",
+        "scanned {} bytes of {} in {} ms: {} intact commit segments, {} job metadata records, {} snapshots",
         count(r.bytes_scanned),
         r.source.display(),
+        r.scan_ms,
         count(r.segments_found),
         count(r.job_metas_found),
         count(r.snapshots_found),
@@ -132,13 +134,15 @@ fn human(out: &mut Out, r: &SalvageReport) -> anyhow::Result<()> {
     match &r.into {
         Some(into) => writeln!(
             out,
-            "wrote {} ({}); run the job on it to process the records that were not salvaged",
+            "wrote {} in {} ms ({} in {} ms); run the job on it to process the records that were not salvaged",
             into.display(),
+            r.write_ms,
             if r.verified {
                 "verified"
             } else {
                 "VERIFY FAILED: report this"
-            }
+            },
+            r.verify_ms,
         )?,
         None => writeln!(out, "nothing could be salvaged; no store was written")?,
     }

@@ -13,6 +13,7 @@ mod rebuild;
 pub(crate) mod scan;
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -43,6 +44,12 @@ pub struct SalvageReport {
     pub unattributed_chains: Vec<UnusedSegment>,
     /// Whether the new store passed [`Store::verify_job`] for every job written.
     pub verified: bool,
+    /// Milliseconds spent reading and scanning the damaged file.
+    pub scan_ms: u64,
+    /// Milliseconds spent writing the new store (0 when none was written).
+    pub write_ms: u64,
+    /// Milliseconds spent verifying the new store.
+    pub verify_ms: u64,
 }
 
 impl SalvageReport {
@@ -221,10 +228,17 @@ impl Store {
                 "salvage never writes the damaged file: name another path with --into".into(),
             ));
         }
+        let ms = |since: Instant| u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let started = Instant::now();
         let bytes = std::fs::read(path)?;
         let found = scan::scan(&bytes);
+        let scan_ms = ms(started);
+        let started = Instant::now();
         let mut report =
             rebuild::plan_and_write(path, &bytes, &found, into, options.identity.as_ref())?;
+        report.scan_ms = scan_ms;
+        report.write_ms = ms(started);
+        let started = Instant::now();
         if report.into.is_some() {
             let store = Store::open_read_only(into)?;
             let mut verified = true;
@@ -233,6 +247,7 @@ impl Store {
             }
             report.verified = verified;
         }
+        report.verify_ms = ms(started);
         tracing::info!(
             source = %path.display(),
             into = %into.display(),
