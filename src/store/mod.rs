@@ -63,7 +63,7 @@ impl StoreOptions {
     }
 
     /// Check the whole file's page checksums on open (redb's integrity check), so a damaged
-    /// file is refused with [`Error::Corrupt`] instead of being read. Default: `true`.
+    /// file is refused with [`Error::Unopenable`] instead of being read. Default: `true`.
     ///
     /// The check reads the whole file: it costs about as much as reading it once (see the
     /// README's measurements). Turning it off opens faster; damage is then found only by
@@ -97,7 +97,8 @@ impl StoreOptions {
     ///
     /// # Errors
     /// [`Error::NotAStore`] for a zero-byte, foreign or non-`resumable` file;
-    /// [`Error::Corrupt`] for a damaged one; [`Error::Locked`] when another process (or
+    /// [`Error::Unopenable`] for a damaged one (recover it with [`Store::salvage`]);
+    /// [`Error::Locked`] when another process (or
     /// another `Store` in this one) has it open for writing; [`Error::UnsupportedFormat`]
     /// for a newer format; [`Error::Io`] for file-system errors.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
@@ -130,7 +131,7 @@ impl StoreOptions {
         }
         // redb verifies page checksums only when asked (verify_on_open, read-write): a plain
         // or read-only open of a damaged file can panic inside redb. Such a panic is turned
-        // into `Corrupt` here rather than unwinding through the caller.
+        // into `Unopenable` here rather than unwinding through the caller.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let db = if self.read_only {
                 let db = self

@@ -131,6 +131,7 @@ pub fn variant(e: &Error) -> &'static str {
         Error::NotAStore { .. } => "NotAStore",
         Error::UnsupportedFormat { .. } => "UnsupportedFormat",
         Error::Corrupt { .. } => "Corrupt",
+        Error::Unopenable { .. } => "Unopenable",
         Error::JobMismatch { .. } => "JobMismatch",
         Error::JobNotFound(_) => "JobNotFound",
         Error::Locked { .. } => "Locked",

@@ -78,11 +78,7 @@ pub(super) fn plan_and_write(
             copies.push(m);
         }
     }
-    let snapshots: BTreeSet<(u64, &[u8])> = found
-        .snapshots
-        .iter()
-        .map(|s| (s.key, s.sealed.as_slice()))
-        .collect();
+    let snapshots: BTreeSet<&(u64, u64, u32)> = found.snapshots.iter().collect();
     let mut report = SalvageReport {
         source: source.to_owned(),
         bytes_scanned: bytes.len() as u64,

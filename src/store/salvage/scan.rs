@@ -52,10 +52,10 @@ pub(crate) struct FoundSegment {
     pub entry: LineageEntry,
 }
 
-/// An intact envelope found as a value in a `u64`-keyed leaf.
+/// An intact dead-letter envelope found as a value in a `u64`-keyed leaf.
 #[derive(Debug, Clone)]
 pub(crate) struct FoundKeyed<T> {
-    /// The row's key: a record id (dead letters) or a generation (snapshots).
+    /// The row's key: the record id.
     pub key: u64,
     /// The sealed value, byte for byte.
     pub sealed: Vec<u8>,
@@ -70,7 +70,8 @@ pub(crate) struct Found {
     pub segments: Vec<FoundSegment>,
     pub metas: Vec<JobMeta>,
     pub dead_letters: Vec<FoundKeyed<DeadLetterRecord>>,
-    pub snapshots: Vec<FoundKeyed<SnapshotRecord>>,
+    /// Snapshots, only counted (salvage writes none): `(generation, commit seq, envelope crc)`.
+    pub snapshots: Vec<(u64, u64, u32)>,
 }
 
 /// Scans `bytes` (a whole store file, or any part of one) for intact items. Never fails and
@@ -234,11 +235,8 @@ fn u64_keyed_values(leaf: &[u8], found: &mut Found) {
             });
         }
         if let Some(value) = open_exact::<SnapshotRecord>(sealed) {
-            found.snapshots.push(FoundKeyed {
-                key,
-                sealed: sealed.to_vec(),
-                value,
-            });
+            let crc = u32_at(sealed, 1).unwrap_or_default();
+            found.snapshots.push((key, value.seq, crc));
         }
     }
 }
