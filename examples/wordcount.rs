@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use resumable::{CommitPolicy, Fold, JobOptions, Store, Submit};
+use resumable::{CommitPolicy, Fold, JobOptions, Store, Submission};
 use serde::{Deserialize, Serialize};
 
 const RECORDS: u64 = 20_000;
@@ -99,7 +99,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gaps: Vec<_> = job.gaps(RECORDS).collect();
     let mut processed = 0u64;
     for id in gaps.into_iter().flatten() {
-        if let Submit::AlreadyDone = job.submit(id, process(&line(id)))? {
+        if let Submission::AlreadyDone = job.submit(id, process(&line(id)))? {
             continue;
         }
         processed += 1;

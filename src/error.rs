@@ -16,7 +16,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Every variant's message says what happened and what the operator can do. After any
 /// variant raised by a commit, the store holds its last good commit: nothing half-written
 /// is ever visible.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the variant name and the same sentence as `Display`, so a
+/// `fn main() -> Result<(), resumable::Error>` that returns one shows the operator what to
+/// do rather than a struct dump.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The file at the path exists but is not a `resumable` store (zero bytes, another
@@ -76,14 +80,16 @@ pub enum Error {
         reason: String,
     },
 
-    /// The job exists with a different state type, schema version or input manifest.
+    /// The job exists with a different state type, schema version, input manifest or
+    /// input size.
     #[error(
         "job {job:?} was created with {field} {expected}, but was opened with {found}; open it with the original {field}, or use a new job name"
     )]
     JobMismatch {
         /// The job name.
         job: String,
-        /// Which property differs: `state type`, `schema version` or `input manifest`.
+        /// Which property differs: `state type`, `schema version`, `input manifest` or
+        /// `total records`.
         field: &'static str,
         /// The value stored with the job.
         expected: String,
@@ -145,7 +151,7 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// User code (`State::apply` or a processor) panicked. The handle is poisoned: the
+    /// User code (the fold or a processor) panicked. The handle is poisoned: the
     /// in-memory state may be half-updated, so reopen to get the last committed state.
     #[error("user code panicked in {context}: {message}; fix the panic, then reopen the store")]
     Panicked {
@@ -172,16 +178,27 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether this error came from storage, which poisons a job handle.
-    pub(crate) fn poisons(&self) -> bool {
-        matches!(
-            self,
-            Error::DiskFull(_)
-                | Error::Io(_)
-                | Error::Storage(_)
-                | Error::Corrupt { .. }
-                | Error::Unopenable { .. }
-        )
+    /// The variant's name, for `Debug` and machine-readable error reports.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotAStore { .. } => "NotAStore",
+            Error::UnsupportedFormat { .. } => "UnsupportedFormat",
+            Error::Corrupt { .. } => "Corrupt",
+            Error::Unopenable { .. } => "Unopenable",
+            Error::JobMismatch { .. } => "JobMismatch",
+            Error::JobNotFound(_) => "JobNotFound",
+            Error::Locked { .. } => "Locked",
+            Error::DiskFull(_) => "DiskFull",
+            Error::Poisoned => "Poisoned",
+            Error::Io(_) => "Io",
+            Error::Storage(_) => "Storage",
+            Error::Lifecycle { .. } => "Lifecycle",
+            Error::Record { .. } => "Record",
+            Error::Panicked { .. } => "Panicked",
+            Error::SnapshotNotFound { .. } => "SnapshotNotFound",
+            Error::InvalidArgument(_) => "InvalidArgument",
+        }
     }
 
     pub(crate) fn corrupt(
@@ -201,16 +218,26 @@ impl Error {
         context: impl Into<String>,
         payload: &(dyn std::any::Any + Send),
     ) -> Self {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".to_owned());
         Error::Panicked {
             context: context.into(),
-            message,
+            message: panic_message(payload),
         }
     }
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {self}", self.kind())
+    }
+}
+
+/// The text of a panic payload (the one place that knows payloads are `&str` or `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
 impl From<std::io::Error> for Error {
@@ -220,5 +247,31 @@ impl From<std::io::Error> for Error {
         } else {
             Error::Io(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_says_what_to_do_like_display() {
+        let e = Error::JobMismatch {
+            job: "amounts".into(),
+            field: "state type",
+            expected: "A".into(),
+            found: "B".into(),
+        };
+        let debug = format!("{e:?}");
+        assert!(debug.starts_with("JobMismatch: "), "{debug}");
+        assert!(debug.ends_with(&e.to_string()), "{debug}");
+        assert!(
+            debug.contains("open it with the original state type"),
+            "{debug}"
+        );
+        assert_eq!(
+            format!("{:?}", Error::Poisoned),
+            format!("Poisoned: {}", Error::Poisoned)
+        );
     }
 }

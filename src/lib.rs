@@ -6,7 +6,7 @@
 //! commit left it: no record lost, none applied twice.
 //!
 //! ```
-//! use resumable::{Fold, JobOptions, Store, Submit};
+//! use resumable::{Fold, JobOptions, Store, Submission};
 //! use serde::{Deserialize, Serialize};
 //!
 //! /// The job's state: total words seen so far.
@@ -31,7 +31,7 @@
 //! }
 //! job.flush()?; // commit the last group durably
 //! assert_eq!(job.state().words, 6);
-//! assert_eq!(job.submit(0, 3)?, Submit::AlreadyDone);
+//! assert_eq!(job.submit(0, 3)?, Submission::AlreadyDone);
 //! job.complete()?;
 //! # Ok(()) }
 //! ```
@@ -40,7 +40,7 @@
 //! 1. **Atomic record**: a record's output is stored if and only if its progress is marked
 //!    done and the state reflects it; all three change in one write transaction.
 //! 2. **Exactly once**: submitting a done record changes nothing and says so
-//!    ([`Submit::AlreadyDone`]); resume never re-applies a done record.
+//!    ([`Submission::AlreadyDone`]); resume never re-applies a done record.
 //! 3. **Durable prefix**: when a commit with [`Durability::Immediate`] returns, everything
 //!    up to it survives power loss. [`Durability::Deferred`] commits may be lost after a
 //!    crash, but only as a suffix of the commit sequence.
@@ -55,17 +55,23 @@
 //!    store is the outbox.
 //!
 //! # Glossary
+//! Each term means one thing throughout the crate's docs and names.
 //! - **record**: one unit of input, named by a `u64` id.
 //! - **output**: what processing a record produced; stored per record.
-//! - **commit**: one redb write transaction settling a group of records.
-//! - **group**: the records settled by one commit ([`CommitPolicy`] sizes it).
+//! - **done**: a record is done once a commit stored its output or made it a dead letter;
+//!   a done record is never processed or folded again (until an operator requeues or
+//!   rewinds it).
+//! - **commit**: one redb write transaction making a group of records done.
+//! - **group**: the records one commit makes done ([`CommitPolicy`] sizes it).
+//! - **durable**: a commit is durable once fsynced; a crash keeps every durable commit.
+//! - **fold**: [`Fold::apply`], folding each output into the job's state in commit order.
 //! - **snapshot**: an encoded copy of the state as of a commit, numbered by generation.
-//! - **lineage**: the hash-chained log of commits.
+//! - **lineage**: the hash-chained log of commits ([`LineageEntry`]).
 //! - **segment**: how a commit is stored: its lineage entry and all its outputs in one
 //!   value, so a commit inserts one row whatever its size. Done ranges and an id index are
 //!   brought up to date every few hundred commits
 //!   ([`JobOptions::progress_every_commits`]); opening a job adds the commits since.
-//! - **dead letter**: a record that failed too often, settled without an output until an
+//! - **dead letter**: a record that failed too often, done without an output until an
 //!   operator requeues it.
 //!
 //! # Crate features
@@ -74,6 +80,7 @@
 //!
 //! # On-disk format
 //! See the table layout in the repository's `FORMAT.md`; all integers are little-endian.
+//! The `store` module is the one owner of that format; see its docs for the code map.
 
 mod bytes;
 mod codec;
@@ -93,8 +100,8 @@ pub mod testing;
 pub use bytes::Bytes;
 pub use error::{BoxError, Error, Result};
 pub use job::{
-    CommitPolicy, CommitReceipt, Discard, Durability, Fold, Job, JobOptions, JobStats, Submit,
-    manifest_digest,
+    CommitPolicy, CommitReceipt, Discard, Durability, Fold, FoldFn, Job, JobOptions, JobStats,
+    Submission, manifest_digest,
 };
 pub use json::Json;
 pub use lifecycle::JobState;
@@ -105,7 +112,7 @@ pub use runner::{
     RunEnd, RunReport, Runner, Source, Stats, StatsHandle, StopHandle,
 };
 pub use store::{
-    ChainStop, DeadLetter, FORMAT_VERSION, JobStatus, Problem, RewindReport, SalvageOptions,
-    SalvageReport, SalvagedJob, SnapshotInfo, SpaceInfo, Store, StoreOptions, StoredOutput,
-    UnusedSegment, VerifyReport,
+    ChainStop, Compaction, DeadLetter, FORMAT_VERSION, JobStatus, Problem, RewindReport,
+    SalvageOptions, SalvageReport, SalvagedJob, SnapshotInfo, SpaceInfo, Store, StoreOptions,
+    StoredOutput, UnusedSegment, VerifyReport,
 };

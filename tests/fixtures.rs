@@ -102,7 +102,7 @@ fn format2_fixture_reads_back_exactly() {
         let lineage = store.lineage(JOB, 0, 100).unwrap();
         let committed: Vec<u64> = lineage
             .iter()
-            .flat_map(resumable::LineageEntry::settled_ids)
+            .flat_map(resumable::LineageEntry::done_ids)
             .collect();
         assert_eq!(committed.len(), 30);
         let mut in_order = spec();
@@ -111,7 +111,7 @@ fn format2_fixture_reads_back_exactly() {
         }
         let mut by_commit: Vec<u64> = Vec::new();
         for e in &lineage {
-            let mut ids: Vec<u64> = e.settled_ids().collect();
+            let mut ids: Vec<u64> = e.done_ids().collect();
             ids.sort_unstable();
             by_commit.extend(ids);
         }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use resumable::{CommitPolicy, Fold, Job, JobOptions, Store, Submit};
+use resumable::{CommitPolicy, Fold, Job, JobOptions, Store, Submission};
 use serde::{Deserialize, Serialize};
 
 #[derive(Default, Serialize, Deserialize, Debug, PartialEq)]
@@ -88,21 +88,21 @@ proptest! {
                     let known = model.known(id);
                     let r = job.submit(id, v).unwrap();
                     if known {
-                        prop_assert_eq!(r, Submit::AlreadyDone);
+                        prop_assert_eq!(r, Submission::AlreadyDone);
                     } else {
-                        prop_assert_ne!(&r, &Submit::AlreadyDone);
+                        prop_assert_ne!(&r, &Submission::AlreadyDone);
                         model.pending.insert(id, Some(v));
-                        if let Submit::Committed(_) = r { model.commit(); }
+                        if let Submission::Committed(_) = r { model.commit(); }
                     }
                 }
                 Op::Dead(id) => {
                     let known = model.known(id);
                     let r = job.dead_letter(id, 3, "boom").unwrap();
                     if known {
-                        prop_assert_eq!(r, Submit::AlreadyDone);
+                        prop_assert_eq!(r, Submission::AlreadyDone);
                     } else {
                         model.pending.insert(id, None);
-                        if let Submit::Committed(_) = r { model.commit(); }
+                        if let Submission::Committed(_) = r { model.commit(); }
                     }
                 }
                 Op::Flush => {

@@ -447,12 +447,33 @@ fn spin(d: Duration) {
 }
 
 #[test]
-fn a_completed_job_refuses_a_run() {
+fn a_run_of_a_completed_job_changes_nothing_and_says_already_done() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("s.redb")).unwrap();
     let mut job = store.job::<Tally>("j", options(1)).unwrap();
     job.commit([(0, 3)]).unwrap();
     job.complete().unwrap();
+    let seq = job.last_seq();
+    let report = Runner::new(job)
+        .run(
+            IdSource::new(0..5, Ok),
+            |_, _| -> Result<u64, ProcessError> { panic!("nothing may be processed") },
+        )
+        .unwrap();
+    assert!(
+        matches!(report.end, RunEnd::AlreadyDone),
+        "{:?}",
+        report.end
+    );
+    assert_eq!(report.job.last_seq(), seq);
+    assert_eq!(report.stats.records_committed, 0);
+    drop(report);
+    assert_eq!(store.status("j").unwrap().lifecycle, JobState::Completed);
+
+    // A failed job still refuses to run.
+    let mut job = store.job::<Tally>("f", options(1)).unwrap();
+    job.start().unwrap();
+    job.fail().unwrap();
     let err = Runner::new(job)
         .run(IdSource::new(0..1, Ok), ok)
         .unwrap_err();

@@ -4,5 +4,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = resumable::testing::scenarios::decode_everything(data);
+    let _ = resumable::testing::decoders::decode_everything(data);
 });

@@ -105,3 +105,22 @@ impl CommitPolicy {
         self.durability
     }
 }
+
+impl CommitPolicy {
+    /// Whether a group of `records` records (`bytes` encoded bytes, the oldest queued at
+    /// `oldest`) is due for commit, with `target_records` standing in for
+    /// `max_group_records` (the runner's adaptive policy sizes groups itself). The one
+    /// rule, shared by `Job::submit` and the runner's committer.
+    pub(crate) fn group_due(
+        &self,
+        records: usize,
+        target_records: usize,
+        bytes: usize,
+        oldest: Option<std::time::Instant>,
+    ) -> bool {
+        records > 0
+            && (records >= target_records
+                || bytes >= self.max_group_bytes
+                || oldest.is_some_and(|t| t.elapsed() >= self.max_group_delay))
+    }
+}

@@ -1,6 +1,6 @@
 use super::*;
-use crate::store::StoreOptions;
-use redb::ReadableTable;
+use crate::store::{StoreOptions, damage};
+use crate::{Error, Store};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -63,16 +63,16 @@ fn duplicate_submissions_change_nothing() {
     let (_d, path) = fresh();
     let store = Store::open(&path).expect("open");
     let mut job = store.job::<Sum>("j", small_groups()).expect("job");
-    assert_eq!(job.submit(1, 5).expect("submit"), Submit::Queued);
+    assert_eq!(job.submit(1, 5).expect("submit"), Submission::Queued);
     assert_eq!(
         job.submit(1, 99).expect("dup in group"),
-        Submit::AlreadyDone
+        Submission::AlreadyDone
     );
     job.flush().expect("flush");
     let seq = job.last_seq();
     assert_eq!(
         job.submit(1, 99).expect("dup after commit"),
-        Submit::AlreadyDone
+        Submission::AlreadyDone
     );
     job.flush().expect("flush");
     assert_eq!(job.last_seq(), seq, "a duplicate must not commit");
@@ -131,22 +131,7 @@ fn snapshot_with_damaged_bytes_falls_back_to_an_older_one_and_replays() {
     };
     // Damage the newest snapshot's bytes through redb (a valid page holding bad bytes, so
     // only resumable's own CRC can catch it).
-    {
-        let db = redb::Database::open(&path).expect("raw open");
-        let tables = JobTables::new("j");
-        let txn = db.begin_write().expect("w");
-        {
-            let mut t = txn.open_table(tables.snapshots()).expect("t");
-            let (generation, mut bytes) = {
-                let (k, v) = t.last().expect("read").expect("a snapshot");
-                (k.value(), v.value().to_vec())
-            };
-            let last = bytes.len() - 1;
-            bytes[last] ^= 0x40;
-            t.insert(generation, bytes.as_slice()).expect("insert");
-        }
-        txn.commit().expect("commit");
-    }
+    damage::flip_newest_snapshot_byte(&path, "j");
     let store = Store::open(&path).expect("reopen");
     let job = store.job::<Sum>("j", small_groups()).expect("job");
     assert_eq!(
@@ -211,6 +196,77 @@ fn job_mismatch_is_refused_and_writes_nothing() {
 }
 
 #[test]
+fn a_job_with_a_manifest_refuses_opens_without_it_or_with_another_size() {
+    let (_d, path) = fresh();
+    let store = Store::open(&path).expect("open");
+    let m1 = manifest_digest(["in.csv:100"]);
+    let m2 = manifest_digest(["in.csv:120"]);
+    let base = || JobOptions::new().input_manifest(m1).total_records(100);
+    drop(store.job::<Sum>("j", base()).expect("create"));
+    let field_of = |r: Result<Job<Sum>>| match r {
+        Err(Error::JobMismatch { field, .. }) => field,
+        Ok(_) => "accepted",
+        Err(e) => panic!("unexpected {e:?}"),
+    };
+    // No manifest, or another one: refused.
+    assert_eq!(
+        field_of(store.job::<Sum>("j", JobOptions::new())),
+        "input manifest"
+    );
+    assert_eq!(
+        field_of(store.job::<Sum>("j", JobOptions::new().input_manifest(m2))),
+        "input manifest"
+    );
+    // Same manifest, another size: refused, also when it grew without saying so.
+    assert_eq!(
+        field_of(store.job::<Sum>("j", base().total_records(120))),
+        "total records"
+    );
+    // An input declared to grow may grow, and not shrink.
+    assert_eq!(
+        field_of(store.job::<Sum>("j", base().input_grows(true).total_records(90))),
+        "total records"
+    );
+    assert_eq!(
+        field_of(
+            store.job::<Sum>(
+                "j",
+                JobOptions::new()
+                    .input_grows(true)
+                    .input_manifest(m2)
+                    .total_records(120)
+            )
+        ),
+        "accepted"
+    );
+    let status = store.status("j").expect("status");
+    assert_eq!(status.total_records, Some(120));
+    // The grown input is now the job's input: the old manifest is refused.
+    assert_eq!(field_of(store.job::<Sum>("j", base())), "input manifest");
+    // An explicit override accepts anything and records it.
+    assert_eq!(
+        field_of(store.job::<Sum>("j", base().allow_input_change(true))),
+        "accepted"
+    );
+    assert_eq!(field_of(store.job::<Sum>("j", base())), "accepted");
+    assert_eq!(store.status("j").expect("status").total_records, Some(100));
+}
+
+#[test]
+fn a_job_created_without_a_manifest_refuses_one_later() {
+    let (_d, path) = fresh();
+    let store = Store::open(&path).expect("open");
+    drop(store.job::<Sum>("j", JobOptions::new()).expect("create"));
+    assert!(matches!(
+        store.job::<Sum>("j", JobOptions::new().input_manifest(7)),
+        Err(Error::JobMismatch {
+            field: "input manifest",
+            ..
+        })
+    ));
+}
+
+#[test]
 fn second_opener_is_locked_out() {
     let (_d, path) = fresh();
     let store = Store::open(&path).expect("open");
@@ -247,7 +303,7 @@ fn lifecycle_transitions_are_validated_and_persisted() {
         job.submit(1, 1).expect("a commit resumes a paused job");
         job.complete().expect("complete");
         assert!(matches!(job.submit(2, 1), Err(Error::Lifecycle { .. })));
-        assert_eq!(job.submit(1, 1).expect("dup"), Submit::AlreadyDone);
+        assert_eq!(job.submit(1, 1).expect("dup"), Submission::AlreadyDone);
     }
     let store = Store::open(&path).expect("open");
     assert_eq!(
@@ -268,7 +324,7 @@ fn deferred_durability_marks_durable_only_after_a_synced_commit() {
     let mut job = store
         .job::<Sum>("j", JobOptions::new().commit_policy(policy))
         .expect("job");
-    let Submit::Committed(r) = job.submit(1, 1).expect("submit") else {
+    let Submission::Committed(r) = job.submit(1, 1).expect("submit") else {
         panic!("group of 1 commits at once")
     };
     assert!(!r.durable);
@@ -356,12 +412,7 @@ fn verify_names_a_tampered_output() {
         }
         job.flush().expect("flush");
     }
-    {
-        let db = redb::Database::open(&path).expect("raw open");
-        let txn = db.begin_write().expect("w");
-        crate::store::job_io::flip_output_byte(&txn, &JobTables::new("j"), 4);
-        txn.commit().expect("commit");
-    }
+    damage::flip_output_byte(&path, "j", 4);
     let store = StoreOptions::new().open(&path).expect("open");
     let report = store.verify_job("j").expect("verify");
     assert_eq!(report.problems[0].item, "output of record 4", "{report:?}");
@@ -420,9 +471,8 @@ fn fill_lagging(store: &Store) -> Vec<u64> {
     ids
 }
 
-fn raw_progress(store: &Store) -> crate::store::job_io::Progress {
-    let txn = store.inner.begin_read().expect("read");
-    crate::store::job_io::load_progress(&txn, &JobTables::new("j")).expect("progress")
+fn raw_progress(store: &Store) -> crate::store::damage::Progress {
+    damage::progress(store, "j")
 }
 
 #[test]
@@ -561,20 +611,7 @@ fn verify_names_a_stale_id_index_entry() {
         let store = Store::open(&path).expect("open");
         fill_lagging(&store);
     }
-    {
-        let db = redb::Database::open(&path).expect("raw open");
-        let txn = db.begin_write().expect("w");
-        {
-            let tables = JobTables::new("j");
-            let mut t = txn.open_table(tables.index()).expect("index");
-            let (start, (end, seq)) = {
-                let first = t.first().expect("first").expect("a row");
-                (first.0.value(), first.1.value())
-            };
-            t.insert(start, (end, seq + 1)).expect("insert");
-        }
-        txn.commit().expect("commit");
-    }
+    damage::misdirect_first_index_entry(&path, "j");
     let store = Store::open(&path).expect("open");
     let report = store.verify_job("j").expect("verify");
     assert!(!report.is_ok());

@@ -1,34 +1,31 @@
 //! Lineage: the hash-chained log of commits.
 //!
-//! Every commit appends one [`LineageEntry`]: its sequence number, the ids whose outputs it
-//! stored, the ids it dead-lettered, a hash of its outputs and the hash of the previous
-//! entry. `verify` recomputes the chain; an entry that was altered, dropped or reordered
-//! breaks it at that entry.
+//! Every commit appends one entry: its sequence number, the ids whose outputs it stored,
+//! the ids it dead-lettered, a hash of its outputs and the hash of the previous entry.
+//! `verify` recomputes the chain; an entry that was altered, dropped or reordered breaks it
+//! at that entry.
+//!
+//! Two types: [`EntryRecord`] is the stored form (its serde field order is the file format,
+//! see FORMAT.md), private to the crate; [`LineageEntry`] is the public, read-only view of
+//! it, which can grow fields without changing the format.
 
 use serde::{Deserialize, Serialize};
 
 use crate::codec::fnv64;
 
-/// One commit's entry in a job's lineage log.
+/// One commit's lineage entry as stored (FORMAT.md, "Lineage entry").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LineageEntry {
-    /// Commit sequence number: 1 for a job's first commit, then +1 per commit.
+pub(crate) struct EntryRecord {
     pub seq: u64,
-    /// Wall-clock time of the commit, in milliseconds since the Unix epoch.
     pub time_ms: u64,
-    /// Half-open id ranges whose outputs this commit stored; folded in ascending id order.
     pub outputs: Vec<(u64, u64)>,
-    /// Ids this commit moved to the dead letters, ascending.
     pub dead_letters: Vec<u64>,
-    /// Hash over `(id, output crc32)` of every output in the commit, in id order.
     pub outputs_hash: u64,
-    /// `hash` of the previous entry (0 for the first entry).
     pub prev_hash: u64,
-    /// Hash of this entry's other fields; the next entry's `prev_hash`.
     pub hash: u64,
 }
 
-impl LineageEntry {
+impl EntryRecord {
     /// Builds the entry for a commit, computing its hash.
     pub(crate) fn new(
         seq: u64,
@@ -38,7 +35,7 @@ impl LineageEntry {
         outputs_hash: u64,
         prev_hash: u64,
     ) -> Self {
-        let mut entry = LineageEntry {
+        let mut entry = EntryRecord {
             seq,
             time_ms,
             outputs,
@@ -52,8 +49,7 @@ impl LineageEntry {
     }
 
     /// The hash this entry should carry, from its other fields.
-    #[must_use]
-    pub fn compute_hash(&self) -> u64 {
+    pub(crate) fn compute_hash(&self) -> u64 {
         let mut ids = Vec::with_capacity(16 * self.outputs.len() + 8 * self.dead_letters.len());
         for (s, e) in &self.outputs {
             ids.extend_from_slice(&s.to_le_bytes());
@@ -73,6 +69,44 @@ impl LineageEntry {
     }
 
     /// Number of outputs this commit stored.
+    pub(crate) fn output_count(&self) -> u64 {
+        self.outputs.iter().map(|(s, e)| e - s).sum()
+    }
+
+    /// The output ids in fold order.
+    pub(crate) fn output_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.outputs.iter().flat_map(|&(s, e)| s..e)
+    }
+
+    /// Every id this commit made done: its outputs, then its dead letters.
+    pub(crate) fn done_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.output_ids().chain(self.dead_letters.iter().copied())
+    }
+}
+
+/// One commit's entry in a job's lineage, as [`Store::lineage`](crate::Store::lineage)
+/// reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct LineageEntry {
+    /// Commit sequence number: 1 for a job's first commit, then +1 per commit.
+    pub seq: u64,
+    /// Wall-clock time of the commit, in milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// Half-open id ranges whose outputs this commit stored; folded in ascending id order.
+    pub outputs: Vec<(u64, u64)>,
+    /// Ids this commit moved to the dead letters, ascending.
+    pub dead_letters: Vec<u64>,
+    /// Hash over `(id, output crc32)` of every output in the commit, in id order.
+    pub outputs_hash: u64,
+    /// `hash` of the previous entry (0 for the first entry).
+    pub prev_hash: u64,
+    /// Hash of this entry's other fields; the next entry's `prev_hash`.
+    pub hash: u64,
+}
+
+impl LineageEntry {
+    /// Number of outputs this commit stored.
     #[must_use]
     pub fn output_count(&self) -> u64 {
         self.outputs.iter().map(|(s, e)| e - s).sum()
@@ -83,9 +117,23 @@ impl LineageEntry {
         self.outputs.iter().flat_map(|&(s, e)| s..e)
     }
 
-    /// Every id this commit settled: its outputs, then its dead letters.
-    pub fn settled_ids(&self) -> impl Iterator<Item = u64> + '_ {
+    /// Every id this commit made done: its outputs, then its dead letters.
+    pub fn done_ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.output_ids().chain(self.dead_letters.iter().copied())
+    }
+}
+
+impl From<EntryRecord> for LineageEntry {
+    fn from(r: EntryRecord) -> Self {
+        LineageEntry {
+            seq: r.seq,
+            time_ms: r.time_ms,
+            outputs: r.outputs,
+            dead_letters: r.dead_letters,
+            outputs_hash: r.outputs_hash,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
     }
 }
 
@@ -126,15 +174,15 @@ mod tests {
 
     #[test]
     fn hash_changes_with_any_field() {
-        let base = LineageEntry::new(3, 10, vec![(0, 5)], vec![9], 42, 7);
+        let base = EntryRecord::new(3, 10, vec![(0, 5)], vec![9], 42, 7);
         assert_eq!(base.hash, base.compute_hash());
         let variants = [
-            LineageEntry::new(4, 10, vec![(0, 5)], vec![9], 42, 7),
-            LineageEntry::new(3, 11, vec![(0, 5)], vec![9], 42, 7),
-            LineageEntry::new(3, 10, vec![(0, 6)], vec![9], 42, 7),
-            LineageEntry::new(3, 10, vec![(0, 5)], vec![8], 42, 7),
-            LineageEntry::new(3, 10, vec![(0, 5)], vec![9], 43, 7),
-            LineageEntry::new(3, 10, vec![(0, 5)], vec![9], 42, 8),
+            EntryRecord::new(4, 10, vec![(0, 5)], vec![9], 42, 7),
+            EntryRecord::new(3, 11, vec![(0, 5)], vec![9], 42, 7),
+            EntryRecord::new(3, 10, vec![(0, 6)], vec![9], 42, 7),
+            EntryRecord::new(3, 10, vec![(0, 5)], vec![8], 42, 7),
+            EntryRecord::new(3, 10, vec![(0, 5)], vec![9], 43, 7),
+            EntryRecord::new(3, 10, vec![(0, 5)], vec![9], 42, 8),
         ];
         for v in variants {
             assert_ne!(v.hash, base.hash, "{v:?}");

@@ -31,12 +31,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 
-use crate::codec;
 use crate::error::Result;
-use crate::lineage::now_ms;
-use crate::store::Store;
-use crate::store::job_io::{self, CommitPlan, SnapshotRecord};
-use crate::store::tables::JobTables;
+use crate::store::SnapshotWriter;
 
 /// When the maintainer snapshots, what it keeps and when it compacts
 /// (see [`Runner::maintainer`](crate::Runner::maintainer)).
@@ -162,41 +158,30 @@ impl Drop for AliveGuard {
 
 /// The maintainer's thread-side state.
 struct Worker {
-    store: Store,
-    tables: JobTables,
+    writer: SnapshotWriter,
     job: String,
-    keep: usize,
     options: MaintainOptions,
     shared: Arc<Shared>,
-    generations: Vec<u64>,
     freed_bytes: u64,
 }
 
 impl Maintainer {
-    /// Starts the thread for job `job`, keeping `keep` unpinned snapshots.
+    /// Starts the thread for job `job`, writing snapshots through `writer` (whose book
+    /// carries the retention rule).
     pub(crate) fn start(
-        store: Store,
-        tables: JobTables,
+        writer: SnapshotWriter,
         job: &str,
-        keep: usize,
         options: MaintainOptions,
     ) -> Result<Self> {
-        let generations = {
-            let txn = store.inner.begin_read()?;
-            job_io::snapshot_generations(&txn, &tables)?
-        };
         let shared = Arc::new(Shared::default());
         let (tx, rx) = crossbeam_channel::bounded(1);
         let alive = Arc::new(AtomicUsize::new(1));
         let guard = AliveGuard(Arc::clone(&alive));
         let worker = Worker {
-            store,
-            tables,
+            writer,
             job: job.to_owned(),
-            keep: options.keep_snapshots.unwrap_or(keep).max(1),
             options,
             shared: Arc::clone(&shared),
-            generations,
             freed_bytes: 0,
         };
         let thread = std::thread::Builder::new()
@@ -302,58 +287,26 @@ impl Worker {
         }
     }
 
-    /// Writes the snapshot and retires the old ones in one transaction.
+    /// Writes the snapshot and retires the old ones in one transaction, without fsync (the
+    /// committer's next durable commit makes it durable).
     fn snapshot(&mut self, seq: u64, state: Vec<u8>) -> Result<()> {
-        let sealed = codec::seal_value(
-            "snapshot",
-            &SnapshotRecord {
-                seq,
-                time_ms: now_ms(),
-                state,
-            },
-        )?;
-        let (retire, freed) = {
-            let txn = self.store.inner.begin_read()?;
-            let pinned = job_io::read_meta(&txn, &self.job)?
-                .map(|m| m.pinned)
-                .unwrap_or_default();
-            // Re-read: a requeue or an operator may have changed the table since.
-            self.generations = job_io::snapshot_generations(&txn, &self.tables)?;
-            let retire = retirements(&self.generations, &pinned, self.keep);
-            let mut freed = 0u64;
-            for &g in &retire {
-                if let Some((bytes, _)) = job_io::read_snapshot(&txn, &self.tables, g)? {
-                    freed += bytes as u64;
-                }
-            }
-            (retire, freed)
-        };
-        let generation = self.generations.last().map_or(1, |g| g + 1);
-        let plan = CommitPlan {
-            snapshot: Some((generation, sealed)),
-            retire: &retire,
-            durable: false,
-            ..CommitPlan::default()
-        };
-        job_io::commit(&self.store.inner, &self.tables, &plan)?;
-        self.generations.retain(|g| !retire.contains(g));
-        self.generations.push(generation);
-        self.freed_bytes += freed;
-        tracing::debug!(job = %self.job, seq, generation, "snapshot written");
-        for g in &retire {
+        let written = self.writer.write(seq, state, false)?;
+        self.freed_bytes += written.freed_bytes;
+        tracing::debug!(job = %self.job, seq, generation = written.generation, "snapshot written");
+        for g in &written.retired {
             tracing::debug!(job = %self.job, generation = g, "snapshot retired");
         }
         let mut report = self.shared.report.lock();
         report.snapshots += 1;
-        report.retired += retire.len() as u64;
-        report.last_generation = Some(generation);
+        report.retired += written.retired.len() as u64;
+        report.last_generation = Some(written.generation);
         drop(report);
         Ok(())
     }
 
     fn compact_if_due(&mut self) -> Result<()> {
-        let file = self
-            .store
+        let store = self.writer.store();
+        let file = store
             .path()
             .and_then(|p| std::fs::metadata(p).ok())
             .map_or(0, |m| m.len());
@@ -365,10 +318,11 @@ impl Worker {
         if self.freed_bytes < threshold.max(self.options.compact_min_freed_bytes) {
             return Ok(());
         }
-        let (before, after) = {
+        let compaction = {
             let _gate = self.shared.gate.lock();
-            self.store.compact()?
+            store.compact()?
         };
+        let (before, after) = (compaction.bytes_before, compaction.bytes_after);
         self.freed_bytes = 0;
         tracing::info!(job = %self.job, before, after, "store compacted");
         let mut report = self.shared.report.lock();
@@ -378,22 +332,10 @@ impl Worker {
     }
 }
 
-/// Generations to retire so that, with one more added, `keep` unpinned ones remain: the
-/// oldest unpinned ones. Pinned generations are never retired.
-fn retirements(generations: &[u64], pinned: &[u64], keep: usize) -> Vec<u64> {
-    let unpinned: Vec<u64> = generations
-        .iter()
-        .copied()
-        .filter(|g| !pinned.contains(g))
-        .collect();
-    let excess = unpinned.len().saturating_sub(keep.saturating_sub(1));
-    unpinned[..excess].to_vec()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Fold, JobOptions};
+    use crate::{Fold, JobOptions, Store};
     use serde::{Deserialize, Serialize};
 
     #[derive(Default, Serialize, Deserialize, Debug, PartialEq)]
@@ -407,20 +349,12 @@ mod tests {
     }
 
     #[test]
-    fn retirement_keeps_the_newest_and_every_pinned_generation() {
-        assert_eq!(retirements(&[1, 2, 3, 4], &[], 2), vec![1, 2, 3]);
-        assert_eq!(retirements(&[1, 2, 3, 4], &[1, 3], 2), vec![2]);
-        assert_eq!(retirements(&[], &[], 1), Vec::<u64>::new());
-        assert_eq!(retirements(&[5], &[], 3), Vec::<u64>::new());
-    }
-
-    #[test]
     fn snapshots_land_retention_holds_and_drop_joins_the_thread() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let store = Store::open(dir.path().join("m.redb"))?;
         let mut job = store.job::<Total>("m", JobOptions::new().snapshot_every_commits(0))?;
-        let (s, tables) = job.storage_handle();
-        let maintainer = Maintainer::start(s, tables, "m", 2, MaintainOptions::new())?;
+        let writer = job.hand_off_snapshots(2);
+        let maintainer = Maintainer::start(writer, "m", MaintainOptions::new())?;
         let alive = maintainer.alive_counter();
         assert_eq!(alive.load(Ordering::SeqCst), 1);
         for id in 0..6u64 {
@@ -437,7 +371,7 @@ mod tests {
         );
         assert_eq!(report.snapshots, 6);
         assert_eq!(report.retired, 4);
-        job.resync_snapshots()?;
+        job.take_back_snapshots();
         let snaps = store.snapshots("m")?;
         assert_eq!(snaps.len(), 2);
         let newest = snaps.last().and_then(|s| s.seq);

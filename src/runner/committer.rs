@@ -139,12 +139,9 @@ impl<S: Fold> Committer<'_, '_, S> {
                 }
             }
             let pending = self.job.pending();
-            let due = pending >= target
-                || self.job.pending_bytes() >= policy.max_group_bytes
-                || self
-                    .first_queued
-                    .is_some_and(|t| t.elapsed() >= policy.max_group_delay);
-            if pending > 0 && due {
+            let due =
+                policy.group_due(pending, target, self.job.pending_bytes(), self.first_queued);
+            if due {
                 let durable = self.job.wants_durable();
                 self.commit(durable)?;
             } else if pending == 0 && !self.unacked.is_empty() && self.job.wants_durable() {

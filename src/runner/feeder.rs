@@ -21,7 +21,7 @@ use super::retry::{Jitter, ProcessError, RetryPolicy};
 use super::source::{DoneIndex, Source};
 use super::stats::Recorder;
 use super::{RunEnd, StopHandle};
-use crate::error::BoxError;
+use crate::error::{BoxError, panic_message};
 
 /// One record on its way to a worker.
 pub(crate) struct Task<R> {
@@ -218,15 +218,6 @@ pub(crate) fn work<R, O, P>(
         }
     }
     flush(&mut out, &mut oldest, true);
-}
-
-/// The panic payload's message, when it is a string.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
 /// The feeder side of a run.

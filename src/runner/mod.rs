@@ -41,7 +41,7 @@ pub struct DurableAck {
     pub durable_seq: u64,
     /// Ids whose outputs are now durable, as ascending ranges.
     pub outputs: Vec<Range<u64>>,
-    /// Ids now durably settled as dead letters.
+    /// Ids now durably dead-lettered.
     pub dead_letters: Vec<u64>,
 }
 
@@ -100,13 +100,15 @@ impl StopHandle {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RunEnd {
-    /// The source ended and every record it gave is settled. The job is `Completed` if
+    /// The source ended and every record it gave is done. The job is `Completed` if
     /// [`Runner::complete_on_end`] was set, else `Paused`.
     Finished,
     /// A [`StopHandle`] stopped the run. The job is `Paused`.
     Stopped,
     /// The source returned an error; in-flight records were committed. The job is `Paused`.
     SourceFailed(BoxError),
+    /// The job was already `Completed`: nothing was read or processed, nothing changed.
+    AlreadyDone,
 }
 
 /// What a run did, with the job handed back.
@@ -250,7 +252,7 @@ impl<S: Fold> Runner<S> {
         self
     }
 
-    /// Mark the job `Completed` when the source ends and every record is settled. Default:
+    /// Mark the job `Completed` when the source ends and every record is done. Default:
     /// `false`: the job is left `Paused`, so more input can be run later.
     pub fn complete_on_end(mut self, complete: bool) -> Self {
         self.complete_on_end = complete;
@@ -264,7 +266,7 @@ impl<S: Fold> Runner<S> {
         self
     }
 
-    /// Called on the committer thread with the records each durable commit settled, never
+    /// Called on the committer thread with the records each durable commit made done, never
     /// before their commit is durable. Keep it quick (send to a channel): the next commit
     /// waits for it. Default: none.
     pub fn on_durable(mut self, f: impl FnMut(&DurableAck) + Send + 'static) -> Self {
@@ -290,7 +292,7 @@ impl<S: Fold> Runner<S> {
         self.stats.clone()
     }
 
-    /// Runs until the source ends and every record is settled (as an output or a dead
+    /// Runs until the source ends and every record is done (as an output or a dead
     /// letter), or until stopped. Returns the job and how the run ended.
     ///
     /// `process` is called on worker threads, possibly concurrently, once per attempt of
@@ -300,7 +302,8 @@ impl<S: Fold> Runner<S> {
     /// or `Completed` (see [`RunEnd`]).
     ///
     /// # Errors
-    /// [`Error::Lifecycle`] if the job no longer accepts records; storage errors from a
+    /// [`Error::Lifecycle`] if the job failed (a completed job ends at once with
+    /// [`RunEnd::AlreadyDone`]); storage errors from a
     /// commit (the run stops, and the job is dropped: reopen the store to resume from the
     /// last durable commit); [`Error::Panicked`] if `Fold::apply` panics.
     pub fn run<Src, P>(self, mut source: Src, process: P) -> Result<RunReport<S>>
@@ -323,6 +326,15 @@ impl<S: Fold> Runner<S> {
             stats,
         } = self;
         let lifecycle = job.lifecycle();
+        if lifecycle == JobState::Completed {
+            tracing::info!(job = %job.name(), "job already completed; nothing to run");
+            let stats = stats.stats();
+            return Ok(RunReport {
+                job,
+                end: RunEnd::AlreadyDone,
+                stats,
+            });
+        }
         if !lifecycle.accepts_records() {
             return Err(Error::Lifecycle {
                 job: job.name().to_owned(),
@@ -338,10 +350,15 @@ impl<S: Fold> Runner<S> {
         let job_every = job.options().snapshot_every_commits;
         let (maintainer, snapshot_every, snapshot_interval) = match &maintain {
             Some(opts) => {
-                let (store, tables) = job.storage_handle();
-                let keep = job.options().keep_snapshots;
-                let m = Maintainer::start(store, tables, &name, keep, opts.clone())?;
-                job.set_commit_path_snapshots(0);
+                let keep = opts.keep_snapshots.unwrap_or(job.options().keep_snapshots);
+                let writer = job.hand_off_snapshots(keep);
+                let m = match Maintainer::start(writer, &name, opts.clone()) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        job.take_back_snapshots();
+                        return Err(e);
+                    }
+                };
                 (
                     Some(m),
                     opts.snapshot_every_commits.unwrap_or(job_every),
@@ -424,11 +441,10 @@ impl<S: Fold> Runner<S> {
         // The maintainer finishes the snapshot it holds before the final durable write
         // below (the lifecycle change) makes it durable.
         let report = maintainer.map(Maintainer::shutdown);
-        committed?;
         if maintain.is_some() {
-            job.set_commit_path_snapshots(job_every);
-            job.resync_snapshots()?;
+            job.take_back_snapshots();
         }
+        committed?;
         job.flush()?;
         if complete_on_end && matches!(end, RunEnd::Finished) {
             job.complete()?;

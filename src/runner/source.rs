@@ -15,7 +15,7 @@ use crate::error::BoxError;
 /// [`Runner::run`](crate::Runner::run)), never concurrently. An `Err` from either method
 /// ends the run: in-flight records are committed, the job is paused, and the run reports
 /// [`RunEnd::SourceFailed`](crate::RunEnd::SourceFailed). Ids must not repeat (a repeated
-/// id is settled once; later copies are ignored). A source that seeks must yield ids in
+/// id is done once; later copies are ignored). A source that seeks must yield ids in
 /// ascending order, so that "every id from `id` on" is well defined.
 pub trait Source {
     /// One unit of input.

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 pub struct Stats {
     /// Records whose outputs were committed in this run.
     pub records_committed: u64,
-    /// Records settled as dead letters in this run.
+    /// Records dead-lettered in this run.
     pub dead_lettered: u64,
     /// Records whose settlement is durable and was acknowledged.
     pub records_acked: u64,
@@ -38,13 +38,13 @@ pub struct Stats {
     pub ack_latency_p99: Duration,
     /// Value bytes handed to the store by commits.
     pub bytes_written: u64,
-    /// Records settled in memory or committed, but not durable yet.
+    /// Records done in memory or committed, but not durable yet.
     pub records_at_risk: u64,
-    /// Settled records per second since the run started.
+    /// Records done per second since the run started.
     pub rate: f64,
     /// Time left at `rate`, when the job's total is known.
     pub eta: Option<Duration>,
-    /// Records the job has settled in all runs.
+    /// Records the job has done in all runs.
     pub records_done: u64,
     /// The job's declared total, if any.
     pub total_records: Option<u64>,

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use redb::backends::FileBackend;
 use redb::{Database, StorageBackend};
 
-use super::{FORMAT_VERSION, storage, tables};
+use super::errors::storage;
+use super::open::FORMAT_VERSION;
+use super::tables;
 use crate::error::{Error, Result};
 
 /// Writes the store-wide tables in one durable commit.

@@ -1,5 +1,6 @@
-//! Operator repairs on a job that is not open: rewind it to a snapshot, fork it into a new
-//! store as of a snapshot, pin and unpin snapshots; and the file's space accounting.
+//! Operator repairs on a job that is not open: requeue dead letters, rewind it to a
+//! snapshot, fork it into a new store as of a snapshot, pin and unpin snapshots. Each
+//! holds the job's claim for its whole run.
 //!
 //! Each repair is one durable write transaction, so a crash part-way leaves the job exactly
 //! as it was (a fork's half-built file is removed). What a job keeps when it is cut back to
@@ -12,14 +13,18 @@
 
 use std::path::Path;
 
-use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{ReadTransaction, ReadableTable};
 use serde::Serialize;
 
-use super::job_io::{self, SnapshotRecord};
-use super::meta::JobMeta;
+use super::claim::Claim;
+use super::errors::storage;
+use super::meta::{self, JobMeta};
+use super::open::{Store, StoreOptions};
+use super::read::{self, Run, SeqOrder, open_table_ro};
+use super::records::SnapshotRecord;
 use super::segment;
 use super::tables::{self, JobTables};
-use super::{Db, Store, storage};
+use super::write::{self, CommitPlan, retain_rows};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::lifecycle::JobState;
@@ -47,21 +52,6 @@ pub struct RewindReport {
     pub snapshots_dropped: u64,
 }
 
-/// How the store file's bytes are used.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct SpaceInfo {
-    /// Size of the file (0 for a store on a test backend).
-    pub file_bytes: u64,
-    /// Bytes holding live data.
-    pub used_bytes: u64,
-    /// Bytes [`Store::compact`] could reclaim, about.
-    pub free_bytes: u64,
-    /// Whether `used_bytes` is exact (read-write open: redb's page allocation) or an estimate
-    /// from the tables' sizes (read-only open, where redb offers no allocation figures).
-    pub exact: bool,
-}
-
 /// What a job keeps when cut back to a snapshot.
 struct Cut {
     meta: JobMeta,
@@ -72,7 +62,34 @@ struct Cut {
     /// Ids entries `1..=seq` dead-lettered.
     dead: RangeSet,
     /// Output runs of entries `1..=seq`, for the id index.
-    runs: Vec<job_io::Run>,
+    runs: Vec<Run>,
+}
+
+impl Cut {
+    /// Whether the cut keeps the dead letter of `id`: one of its entries dead-lettered it
+    /// and no kept output or dead letter already has the id (`kept` tracks both).
+    fn keeps_dead_letter(&self, id: u64, kept: &mut RangeSet) -> bool {
+        let keep = self.dead.contains(id) && !kept.contains(id);
+        if keep {
+            kept.insert(id);
+        }
+        keep
+    }
+
+    /// Whether the cut keeps commit `seq`.
+    fn keeps_commit(&self, seq: u64) -> bool {
+        seq <= self.seq
+    }
+
+    /// Whether the cut keeps stored snapshot `g`: generations up to the cut's, reflecting
+    /// commits up to its sequence. A damaged older snapshot is kept as it is (verify
+    /// reports it).
+    fn keeps_snapshot(&self, g: u64, bytes: &[u8]) -> bool {
+        if g > self.generation || self.generation == 0 {
+            return false;
+        }
+        codec::open_value::<SnapshotRecord>("snapshot", bytes).map_or(true, |r| r.seq <= self.seq)
+    }
 }
 
 impl Store {
@@ -87,13 +104,7 @@ impl Store {
     /// [`Error::SnapshotNotFound`]; [`Error::Corrupt`] if that snapshot or a lineage entry
     /// up to it fails its check (rewind to an older snapshot then); storage errors.
     pub fn rewind(&self, job: &str, generation: u64) -> Result<RewindReport> {
-        self.inner.claim_job(job)?;
-        let result = self.rewind_claimed(job, generation);
-        self.inner.release_job(job);
-        result
-    }
-
-    fn rewind_claimed(&self, job: &str, generation: u64) -> Result<RewindReport> {
+        let _claim = Claim::take(&self.inner, job)?;
         let tables = JobTables::new(job);
         let txn = self.inner.begin_read()?;
         let cut = cut_at(&txn, &tables, job, generation)?;
@@ -109,17 +120,13 @@ impl Store {
         let txn = self.inner.begin_write()?;
         let mut kept = cut.outputs.clone();
         report.dead_letters_dropped = retain_rows(&txn, tables.dead(), |id, _| {
-            let keep = cut.dead.contains(id) && !kept.contains(id);
-            if keep {
-                kept.insert(id);
-            }
-            keep
+            cut.keeps_dead_letter(id, &mut kept)
         })?;
         // A commit's outputs live in its segment: dropping the commit drops them. A damaged
         // segment's outputs cannot be counted, and are dropped all the same.
         let mut outputs_dropped = 0u64;
         report.commits_dropped = retain_rows(&txn, tables.log(), |seq, bytes| {
-            let keep = seq <= cut.seq;
+            let keep = cut.keeps_commit(seq);
             if !keep {
                 outputs_dropped += segment::entry(seq, bytes).map_or(0, |e| e.output_count());
             }
@@ -128,7 +135,7 @@ impl Store {
         report.outputs_dropped = outputs_dropped;
         let mut live_generations = Vec::new();
         report.snapshots_dropped = retain_rows(&txn, tables.snapshots(), |g, bytes| {
-            let keep = keeps_snapshot(&cut, g, bytes);
+            let keep = cut.keeps_snapshot(g, bytes);
             if keep {
                 live_generations.push(g);
             }
@@ -139,7 +146,7 @@ impl Store {
         if meta.lifecycle != JobState::Created {
             meta.lifecycle = JobState::Paused;
         }
-        write_meta(&txn, &meta)?;
+        meta::write(&txn, &meta)?;
         txn.commit().map_err(storage)?;
         report.records_kept = kept.len();
         tracing::info!(
@@ -168,9 +175,9 @@ impl Store {
                 into.display()
             )));
         }
-        self.inner.claim_job(job)?;
+        let claim = Claim::take(&self.inner, job)?;
         let result = self.fork_claimed(job, generation, into);
-        self.inner.release_job(job);
+        drop(claim);
         if result.is_err() {
             let _ = std::fs::remove_file(into);
         }
@@ -188,18 +195,17 @@ impl Store {
             ..RewindReport::default()
         };
 
-        let target = super::StoreOptions::new().create(true).open(into)?;
+        let target = StoreOptions::new().create(true).open(into)?;
         let txn = target.inner.begin_write()?;
         let mut kept = cut.outputs.clone();
         {
             let mut to = txn.open_table(tables.dead()).map_err(storage)?;
-            if let Some(from) = job_io::open_table_ro(&src, tables.dead())? {
+            if let Some(from) = open_table_ro(&src, tables.dead())? {
                 for item in from.iter().map_err(storage)? {
                     let (k, v) = item.map_err(storage)?;
                     let id = k.value();
-                    if cut.dead.contains(id) && !kept.contains(id) {
+                    if cut.keeps_dead_letter(id, &mut kept) {
                         to.insert(id, v.value()).map_err(storage)?;
-                        kept.insert(id);
                     } else {
                         report.dead_letters_dropped += 1;
                     }
@@ -208,11 +214,11 @@ impl Store {
         }
         {
             let mut to = txn.open_table(tables.log()).map_err(storage)?;
-            if let Some(from) = job_io::open_table_ro(&src, tables.log())? {
+            if let Some(from) = open_table_ro(&src, tables.log())? {
                 for item in from.iter().map_err(storage)? {
                     let (k, v) = item.map_err(storage)?;
                     let seq = k.value();
-                    if seq <= cut.seq {
+                    if cut.keeps_commit(seq) {
                         to.insert(seq, v.value()).map_err(storage)?;
                     } else {
                         report.commits_dropped += 1;
@@ -225,11 +231,11 @@ impl Store {
         let mut live_generations = Vec::new();
         {
             let mut to = txn.open_table(tables.snapshots()).map_err(storage)?;
-            if let Some(from) = job_io::open_table_ro(&src, tables.snapshots())? {
+            if let Some(from) = open_table_ro(&src, tables.snapshots())? {
                 for item in from.iter().map_err(storage)? {
                     let (k, v) = item.map_err(storage)?;
                     let g = k.value();
-                    if keeps_snapshot(&cut, g, v.value()) {
+                    if cut.keeps_snapshot(g, v.value()) {
                         to.insert(g, v.value()).map_err(storage)?;
                         live_generations.push(g);
                     } else {
@@ -247,7 +253,7 @@ impl Store {
         } else {
             JobState::Paused
         };
-        write_meta(&txn, &meta)?;
+        meta::write(&txn, &meta)?;
         txn.commit().map_err(storage)?;
         report.records_kept = kept.len();
         tracing::info!(job, generation, seq = cut.seq, into = %into.display(), "job forked");
@@ -261,10 +267,8 @@ impl Store {
     /// [`Error::Locked`] if the job is open; [`Error::JobNotFound`];
     /// [`Error::SnapshotNotFound`]; [`Error::Corrupt`] if the snapshot fails its check.
     pub fn pin(&self, job: &str, generation: u64) -> Result<Vec<u64>> {
-        self.inner.claim_job(job)?;
-        let result = self.set_pinned(job, generation, true);
-        self.inner.release_job(job);
-        result
+        let _claim = Claim::take(&self.inner, job)?;
+        self.set_pinned(job, generation, true)
     }
 
     /// Unpins snapshot `generation` of `job`, handing it back to retention (unpinning one
@@ -274,16 +278,14 @@ impl Store {
     /// # Errors
     /// [`Error::Locked`] if the job is open; [`Error::JobNotFound`].
     pub fn unpin(&self, job: &str, generation: u64) -> Result<Vec<u64>> {
-        self.inner.claim_job(job)?;
-        let result = self.set_pinned(job, generation, false);
-        self.inner.release_job(job);
-        result
+        let _claim = Claim::take(&self.inner, job)?;
+        self.set_pinned(job, generation, false)
     }
 
     fn set_pinned(&self, job: &str, generation: u64, pin: bool) -> Result<Vec<u64>> {
         let tables = JobTables::new(job);
         let txn = self.inner.begin_read()?;
-        let mut meta = read_job(&txn, job)?;
+        let mut meta = meta::require(&txn, job)?;
         if pin {
             snapshot_record(&txn, &tables, job, generation)?;
         }
@@ -296,63 +298,61 @@ impl Store {
         }
         if meta.pinned != before {
             let txn = self.inner.begin_write()?;
-            write_meta(&txn, &meta)?;
+            meta::write(&txn, &meta)?;
             txn.commit().map_err(storage)?;
             tracing::info!(job, generation, pin, "snapshot pin changed");
         }
         Ok(meta.pinned)
     }
-
-    /// How the file's bytes are used. Exact on a read-write store; on a read-only one the
-    /// used bytes are estimated from the tables' sizes.
+    /// Puts dead letters back in line: removes them (all, or those in `ids`) and unmarks them
+    /// done, in one durable commit, so the next run processes them again; a completed job
+    /// becomes paused. Returns the ids requeued. The job must not be open.
     ///
     /// # Errors
-    /// Storage errors.
-    pub fn space(&self) -> Result<SpaceInfo> {
-        let file_bytes = self
-            .inner
-            .path
-            .as_ref()
-            .and_then(|p| std::fs::metadata(p).ok())
-            .map_or(0, |m| m.len());
-        let (used_bytes, exact) = match &self.inner.db {
-            Db::ReadWrite(db) => {
-                let txn = db.read().begin_write().map_err(storage)?;
-                let stats = txn.stats().map_err(storage)?;
-                let used = stats.allocated_pages() * stats.page_size() as u64;
-                txn.abort().map_err(storage)?;
-                (used, true)
+    /// [`Error::Locked`] if the job is open; [`Error::JobNotFound`]; storage errors.
+    pub fn requeue(&self, job: &str, ids: Option<&[u64]>) -> Result<Vec<u64>> {
+        let _claim = Claim::take(&self.inner, job)?;
+        let tables = JobTables::new(job);
+        let txn = self.inner.begin_read()?;
+        let mut meta = meta::require(&txn, job)?;
+        let progress = read::load_progress(&txn, &tables)?;
+        let mut chosen = Vec::new();
+        read::for_each_dead_letter(&txn, &tables, |id, _| {
+            if ids.is_none_or(|wanted| wanted.contains(&id)) {
+                chosen.push(id);
             }
-            Db::ReadOnly(db) => {
-                let txn = db.begin_read().map_err(storage)?;
-                let mut used = 0u64;
-                for handle in txn.list_tables().map_err(storage)? {
-                    let t = txn.open_untyped_table(handle).map_err(storage)?;
-                    let s = t.stats().map_err(storage)?;
-                    used += s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
-                }
-                (used, false)
-            }
+            Ok(())
+        })?;
+        drop(txn);
+        if chosen.is_empty() {
+            return Ok(chosen);
+        }
+        // The stored done ranges catch up with the tail and lose the requeued ids; the id
+        // index catches up with the tail.
+        let index = progress.tail_runs();
+        let mark = progress.last.as_ref().map_or(0, |e| e.seq);
+        let mut done = progress.done;
+        done.remove_all(chosen.iter().copied());
+        let diff = done.diff_from(&progress.materialized);
+        // A completed job accepts no records; with work requeued it is paused instead, so
+        // the next run settles them.
+        let reopened = (meta.lifecycle == JobState::Completed).then(|| {
+            meta.lifecycle = JobState::Paused;
+            &meta
+        });
+        let plan = CommitPlan {
+            remove_dead: &chosen,
+            ranges: Some(&diff),
+            index: &index,
+            mark: Some(mark),
+            meta: reopened,
+            durable: true,
+            ..CommitPlan::default()
         };
-        Ok(SpaceInfo {
-            file_bytes,
-            used_bytes,
-            free_bytes: file_bytes.saturating_sub(used_bytes),
-            exact,
-        })
+        write::commit(&self.inner, &tables, &plan)?;
+        tracing::info!(job, requeued = chosen.len(), "dead letters requeued");
+        Ok(chosen)
     }
-}
-
-fn read_job(txn: &ReadTransaction, job: &str) -> Result<JobMeta> {
-    job_io::read_meta(txn, job)?.ok_or_else(|| Error::JobNotFound(job.to_owned()))
-}
-
-fn write_meta(txn: &redb::WriteTransaction, meta: &JobMeta) -> Result<()> {
-    let bytes = codec::seal_value("job metadata", meta)?;
-    let mut t = txn.open_table(tables::JOBS).map_err(storage)?;
-    t.insert(meta.name.as_str(), bytes.as_slice())
-        .map_err(storage)?;
-    Ok(())
 }
 
 /// Reads and checks snapshot `generation`.
@@ -362,7 +362,7 @@ fn snapshot_record(
     job: &str,
     generation: u64,
 ) -> Result<SnapshotRecord> {
-    match job_io::read_snapshot(txn, tables, generation)? {
+    match read::read_snapshot(txn, tables, generation)? {
         Some((_, record)) => record,
         None => Err(Error::SnapshotNotFound {
             job: job.to_owned(),
@@ -374,7 +374,7 @@ fn snapshot_record(
 /// What job `job` keeps when cut back to snapshot `generation`: the lineage entries up to
 /// the snapshot's commit must all check out, since they define what is kept.
 fn cut_at(txn: &ReadTransaction, tables: &JobTables, job: &str, generation: u64) -> Result<Cut> {
-    let meta = read_job(txn, job)?;
+    let meta = meta::require(txn, job)?;
     let seq = if generation == 0 {
         0
     } else {
@@ -383,31 +383,24 @@ fn cut_at(txn: &ReadTransaction, tables: &JobTables, job: &str, generation: u64)
     let mut outputs = RangeSet::new();
     let mut dead = RangeSet::new();
     let mut runs = Vec::new();
-    let mut expected = 1u64;
-    job_io::for_each_log(txn, tables, 1..=seq, |s, entry| {
+    let mut order = SeqOrder::after(job, 0);
+    read::for_each_log(txn, tables, 1..=seq, |s, entry| {
         let entry = entry?;
-        if s != expected {
-            return Err(Error::corrupt(
-                format!("lineage of job {job:?}"),
-                format!("entry {expected}"),
-                format!("entry {s}"),
-            ));
-        }
-        expected += 1;
+        order.next(s)?;
         for id in entry.output_ids() {
             outputs.insert(id);
         }
         for &id in &entry.dead_letters {
             dead.insert(id);
         }
-        runs.extend(job_io::entry_runs(&entry));
+        runs.extend(read::entry_runs(&entry));
         Ok(true)
     })?;
-    if seq > 0 && expected != seq + 1 {
+    if order.last() != seq {
         return Err(Error::corrupt(
             format!("lineage of job {job:?}"),
             format!("entries 1..={seq}"),
-            format!("entries up to {}", expected - 1),
+            format!("entries up to {}", order.last()),
         ));
     }
     Ok(Cut {
@@ -418,15 +411,6 @@ fn cut_at(txn: &ReadTransaction, tables: &JobTables, job: &str, generation: u64)
         dead,
         runs,
     })
-}
-
-/// Whether a cut keeps stored snapshot `g`: generations up to the cut's, reflecting commits
-/// up to its sequence. A damaged older snapshot is kept as it is (verify reports it).
-fn keeps_snapshot(cut: &Cut, g: u64, bytes: &[u8]) -> bool {
-    if g > cut.generation || cut.generation == 0 {
-        return false;
-    }
-    codec::open_value::<SnapshotRecord>("snapshot", bytes).map_or(true, |r| r.seq <= cut.seq)
 }
 
 /// Replaces a job's done ranges and id index with those of `cut`: done = `kept`, the index
@@ -449,24 +433,6 @@ fn write_progress(
         index.insert(start, (end, seq)).map_err(storage)?;
     }
     Ok(())
-}
-
-/// Keeps the rows of a `u64 -> bytes` table that `keep` accepts; returns how many it
-/// dropped.
-fn retain_rows(
-    txn: &redb::WriteTransaction,
-    table: redb::TableDefinition<'_, u64, &'static [u8]>,
-    mut keep: impl FnMut(u64, &[u8]) -> bool,
-) -> Result<u64> {
-    let mut t = txn.open_table(table).map_err(storage)?;
-    let mut dropped = 0u64;
-    t.retain(|key, value| {
-        let kept = keep(key, value);
-        dropped += u64::from(!kept);
-        kept
-    })
-    .map_err(storage)?;
-    Ok(dropped)
 }
 
 #[cfg(test)]
@@ -630,7 +596,7 @@ mod tests {
         {
             // Damage an output committed after that snapshot.
             let txn = store.inner.begin_write().unwrap();
-            job_io::flip_output_byte(&txn, &JobTables::new("j"), 95);
+            read::flip_output_byte(&txn, &JobTables::new("j"), 95);
             txn.commit().unwrap();
         }
         assert!(!store.verify_job("j").unwrap().is_ok());
@@ -657,29 +623,6 @@ mod tests {
             Store::open_read_only(dir.path().join("s.redb")).unwrap()
         };
         assert!(read_only.snapshots("j").unwrap()[0].pinned);
-    }
-
-    #[test]
-    fn space_accounts_for_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.redb");
-        let store = Store::open(&path).unwrap();
-        fill(&store, 200);
-        let rw = store.space().unwrap();
-        assert!(rw.exact);
-        assert!(
-            rw.used_bytes > 0 && rw.used_bytes <= rw.file_bytes,
-            "{rw:?}"
-        );
-        drop(store);
-        let ro = Store::open_read_only(&path).unwrap().space().unwrap();
-        assert!(!ro.exact);
-        // redb may trim free space at the end of the file when the writer closes.
-        assert_eq!(ro.file_bytes, std::fs::metadata(&path).unwrap().len());
-        assert!(
-            ro.used_bytes > 0 && ro.used_bytes <= ro.file_bytes,
-            "{ro:?}"
-        );
     }
 
     #[test]

@@ -16,11 +16,11 @@
 //! into one B-tree instead of one per record into three (outputs, lineage, done), which
 //! halves the pages a per-record commit dirties and makes a group commit a single append.
 //! Done ranges and the id index are brought up to date every few hundred commits instead
-//! (see `job_io::Progress`).
+//! (see `progress_mark.rs`).
 
 use crate::codec::{self, RECORD_HEADER};
 use crate::error::{Error, Result};
-use crate::lineage::LineageEntry;
+use crate::lineage::EntryRecord;
 
 const LEN: usize = 4;
 
@@ -47,7 +47,7 @@ pub(crate) fn build(sealed_entry: &[u8], records: &[(u64, Vec<u8>)]) -> Result<V
 #[derive(Debug)]
 pub(crate) struct Segment<'a> {
     pub seq: u64,
-    pub entry: LineageEntry,
+    pub entry: EntryRecord,
     records: &'a [u8],
 }
 
@@ -67,7 +67,7 @@ impl<'a> Segment<'a> {
     /// Checks the framing and the lineage entry of the segment stored under `seq`.
     pub(crate) fn parse(seq: u64, bytes: &'a [u8]) -> Result<Self> {
         let (entry_bytes, records) = split(seq, bytes)?;
-        let entry: LineageEntry = codec::open_value(&what(seq), entry_bytes)?;
+        let entry: EntryRecord = codec::open_value(&what(seq), entry_bytes)?;
         if entry.seq != seq {
             return Err(Error::corrupt(
                 what(seq),
@@ -121,7 +121,7 @@ impl<'a> Segment<'a> {
 }
 
 /// Reads only a segment's lineage entry.
-pub(crate) fn entry(seq: u64, bytes: &[u8]) -> Result<LineageEntry> {
+pub(crate) fn entry(seq: u64, bytes: &[u8]) -> Result<EntryRecord> {
     Segment::parse(seq, bytes).map(|s| s.entry)
 }
 
@@ -223,7 +223,7 @@ impl<'a> Iterator for Records<'a> {
 mod tests {
     use super::*;
 
-    fn sample() -> (LineageEntry, Vec<u8>) {
+    fn sample() -> (EntryRecord, Vec<u8>) {
         let ids = [3u64, 4, 5, 9];
         let mut records = Vec::new();
         for id in ids {
@@ -231,7 +231,7 @@ mod tests {
             codec::seal_record_in_place(id, 7, &mut framed).expect("seals");
             records.push((id, framed));
         }
-        let entry = LineageEntry::new(7, 1, vec![(3, 6), (9, 10)], vec![], 0, 0);
+        let entry = EntryRecord::new(7, 1, vec![(3, 6), (9, 10)], vec![], 0, 0);
         let sealed = codec::seal_value("entry", &entry).expect("seals");
         (entry, build(&sealed, &records).expect("builds"))
     }

@@ -45,9 +45,9 @@
 //! The backend implements no byte-range locks, so a store on it works only in redb's default
 //! single-writer mode; test concurrent opens on real files.
 
+pub mod decoders;
 mod fault_disk;
 mod salvage;
-pub mod scenarios;
 
 pub use fault_disk::{Fault, FaultBackend, FaultDisk, LossModel};
 pub use salvage::{ScannedSegment, salvage_scan};

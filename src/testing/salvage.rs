@@ -2,8 +2,8 @@
 //! against the store's own segment reader.
 
 use crate::lineage::OutputsHasher;
+use crate::store::Segment;
 use crate::store::salvage::scan;
-use crate::store::segment::Segment;
 
 /// A commit segment the scanner found: `(commit seq, lineage hash, the segment's bytes)`.
 pub type ScannedSegment = (u64, u64, Vec<u8>);

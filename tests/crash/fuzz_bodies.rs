@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use resumable::testing::{Fault, FaultDisk, LossModel, scenarios};
+use resumable::testing::{Fault, FaultDisk, LossModel, decoders};
 use resumable::{Error, StoreOptions};
 
 use crate::model::{
@@ -92,7 +92,7 @@ pub fn crash_resume(data: &[u8]) {
 /// `codec_decode`: arbitrary bytes into every decoder. Never a panic; allocation limits are
 /// checked by the caller (the fuzz target's malloc limit, the corpus test's allocator).
 pub fn codec_decode(data: &[u8]) -> usize {
-    scenarios::decode_everything(data)
+    decoders::decode_everything(data)
 }
 
 /// The closed store `store_open` damages, and the workload it holds (completed).

@@ -53,7 +53,7 @@ fn crash_resume_body_over_seeded_corpus() {
 fn codec_decode_body_over_seeded_corpus_never_panics() {
     let mut inputs = corpus(0x00DE_C0DE, 20_000 * scale() as usize, 96);
     // Valid encodings and every single-byte mutation of them.
-    for seed in resumable::testing::scenarios::decoder_seeds() {
+    for seed in resumable::testing::decoders::decoder_seeds() {
         for i in 0..seed.len() {
             for v in [0u8, 1, 0x7f, 0xfb, 0xfc, 0xfd, 0xff] {
                 let mut m = seed.clone();

@@ -29,7 +29,11 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let store = open::write(&args.store)?;
-    let (before, after) = store.compact()?;
+    let resumable::Compaction {
+        bytes_before: before,
+        bytes_after: after,
+        ..
+    } = store.compact()?;
     let mut out = Out::new();
     if json {
         out.json(&json!({ "bytes_before": before, "bytes_after": after }))?;

@@ -264,6 +264,7 @@ fn run_job(
     let end = match report.end {
         RunEnd::Finished => "finished",
         RunEnd::Stopped => "stopped",
+        RunEnd::AlreadyDone => "already_done",
         _ => "source_failed",
     };
     Ok(Summary {

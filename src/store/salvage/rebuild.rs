@@ -32,10 +32,12 @@ use crate::codec;
 use crate::error::Result;
 use crate::lifecycle::JobState;
 use crate::progress::RangeSet;
-use crate::store::job_io::{self, DeadLetterRecord};
+use crate::store::create;
+use crate::store::errors::storage;
 use crate::store::meta::JobMeta;
+use crate::store::read;
+use crate::store::records::DeadLetterRecord;
 use crate::store::tables::{self, JobTables};
-use crate::store::{create, storage};
 
 /// Log rows per write transaction are bounded by bytes, so writing a large store never holds
 /// more than this in redb's dirty pages.
@@ -379,7 +381,7 @@ fn write_job(db: &Database, bytes: &[u8], plan: &JobPlan<'_>) -> Result<()> {
         let mut index = txn.open_table(tables.index()).map_err(storage)?;
         for seg in &plan.chain {
             done.extend(seg.entry.output_ids());
-            for (start, end, seq) in job_io::entry_runs(&seg.entry) {
+            for (start, end, seq) in read::entry_runs(&seg.entry) {
                 index.insert(start, (end, seq)).map_err(storage)?;
             }
         }

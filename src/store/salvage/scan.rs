@@ -26,9 +26,9 @@
 use serde::de::DeserializeOwned;
 
 use crate::codec::{self, ENVELOPE_VERSION, RECORD_HEADER};
-use crate::lineage::{LineageEntry, OutputsHasher};
-use crate::store::job_io::{DeadLetterRecord, SnapshotRecord};
+use crate::lineage::{EntryRecord, OutputsHasher};
 use crate::store::meta::JobMeta;
+use crate::store::records::{DeadLetterRecord, SnapshotRecord};
 
 /// redb's page size (the default, the OS page size on the platforms resumable runs on).
 const PAGE: usize = 4096;
@@ -49,7 +49,7 @@ pub(crate) struct FoundSegment {
     /// The segment's length in bytes (entry length prefix, entry envelope, records).
     pub len: usize,
     /// Its lineage entry, checked.
-    pub entry: LineageEntry,
+    pub entry: EntryRecord,
 }
 
 /// An intact dead-letter envelope found as a value in a `u64`-keyed leaf.
@@ -119,7 +119,7 @@ pub(crate) fn segment_at(bytes: &[u8], at: usize) -> Option<FoundSegment> {
     if sealed[0] != ENVELOPE_VERSION || u32_at(sealed, 1)? != crc32fast::hash(&sealed[5..]) {
         return None;
     }
-    let entry: LineageEntry = codec::decode(&sealed[5..]).ok()?;
+    let entry: EntryRecord = codec::decode(&sealed[5..]).ok()?;
     if entry.seq == 0 || (entry.seq == 1) != (entry.prev_hash == 0) {
         return None;
     }
@@ -275,7 +275,7 @@ mod tests {
     use super::*;
     use crate::store::segment;
 
-    fn sealed_segment(seq: u64, prev_hash: u64, ids: &[u64]) -> (LineageEntry, Vec<u8>) {
+    fn sealed_segment(seq: u64, prev_hash: u64, ids: &[u64]) -> (EntryRecord, Vec<u8>) {
         let mut records = Vec::new();
         let mut hasher = OutputsHasher::new();
         for &id in ids {
@@ -285,7 +285,7 @@ mod tests {
             records.push((id, framed));
         }
         let ranges = crate::progress::ids_to_ranges(ids);
-        let entry = LineageEntry::new(seq, 5, ranges, vec![], hasher.finish(), prev_hash);
+        let entry = EntryRecord::new(seq, 5, ranges, vec![], hasher.finish(), prev_hash);
         let sealed = codec::seal_value("entry", &entry).expect("seals");
         (entry, segment::build(&sealed, &records).expect("builds"))
     }

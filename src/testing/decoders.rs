@@ -2,10 +2,8 @@
 //! its corpus test.
 
 use crate::codec;
-use crate::lineage::LineageEntry;
-use crate::store::job_io::{DeadLetterRecord, SnapshotRecord};
-use crate::store::meta::JobMeta;
-use crate::store::segment::{self, Segment};
+use crate::lineage::EntryRecord;
+use crate::store::{DeadLetterRecord, JobMeta, Segment, SnapshotRecord};
 
 /// Feeds `bytes` to every decoder the store uses on stored values: the envelope of job
 /// metadata, lineage entries, snapshots and dead letters; commit segments and their records; and
@@ -17,13 +15,13 @@ use crate::store::segment::{self, Segment};
 pub fn decode_everything(bytes: &[u8]) -> usize {
     let mut accepted = 0;
     accepted += usize::from(codec::open_value::<JobMeta>("meta", bytes).is_ok());
-    accepted += usize::from(codec::open_value::<LineageEntry>("lineage", bytes).is_ok());
+    accepted += usize::from(codec::open_value::<EntryRecord>("lineage", bytes).is_ok());
     accepted += usize::from(codec::open_value::<SnapshotRecord>("snapshot", bytes).is_ok());
     accepted += usize::from(codec::open_value::<DeadLetterRecord>("dead", bytes).is_ok());
     // The same payloads without the envelope, so the fuzzer reaches the decoders without
     // having to forge a CRC first.
     accepted += usize::from(codec::decode::<JobMeta>(bytes).is_ok());
-    accepted += usize::from(codec::decode::<LineageEntry>(bytes).is_ok());
+    accepted += usize::from(codec::decode::<EntryRecord>(bytes).is_ok());
     accepted += usize::from(codec::decode::<SnapshotRecord>(bytes).is_ok());
     accepted += usize::from(codec::decode::<DeadLetterRecord>(bytes).is_ok());
     if let Ok(segment) = Segment::parse(3, bytes) {
@@ -50,7 +48,7 @@ pub fn decode_everything(bytes: &[u8]) -> usize {
 /// Valid encodings of every stored value kind, as seeds for the decoders' fuzzing.
 #[must_use]
 pub fn decoder_seeds() -> Vec<Vec<u8>> {
-    let entry = LineageEntry::new(3, 1_700_000_000_000, vec![(1, 4), (9, 10)], vec![5], 77, 88);
+    let entry = EntryRecord::new(3, 1_700_000_000_000, vec![(1, 4), (9, 10)], vec![5], 77, 88);
     let snapshot = SnapshotRecord {
         seq: 3,
         time_ms: 1,
@@ -96,7 +94,7 @@ pub fn decoder_seeds() -> Vec<Vec<u8>> {
         }
         h.finish()
     };
-    let segment_entry = LineageEntry::new(
+    let segment_entry = EntryRecord::new(
         3,
         1_700_000_000_000,
         vec![(1, 4), (9, 10)],
@@ -105,7 +103,7 @@ pub fn decoder_seeds() -> Vec<Vec<u8>> {
         88,
     );
     if let Ok(sealed) = codec::seal_value("lineage", &segment_entry)
-        && let Ok(segment) = segment::build(&sealed, &records)
+        && let Ok(segment) = crate::store::build_segment(&sealed, &records)
     {
         seeds.push(segment);
     }

@@ -1,0 +1,124 @@
+//! One job's writes: everything a commit (or an operator's change) writes goes through a
+//! [`CommitPlan`], applied in one redb write transaction, so it lands whole or not at all.
+
+use super::errors::storage;
+use super::meta::{self, JobMeta};
+use super::open::StoreInner;
+use super::read::Run;
+use super::tables::{self, JobTables};
+use crate::error::{Error, Result};
+use crate::progress::RangeDiff;
+
+/// Everything one commit writes; applied in a single write transaction.
+#[derive(Debug, Default)]
+pub(crate) struct CommitPlan<'a> {
+    /// `(seq, segment)`: the commit's lineage entry and outputs (see `store::segment`).
+    pub segment: Option<(u64, Vec<u8>)>,
+    /// Sealed dead letters, by id.
+    pub dead_letters: &'a [(u64, Vec<u8>)],
+    /// Dead letters to delete (requeue).
+    pub remove_dead: &'a [u64],
+    /// Changes to the stored done ranges.
+    pub ranges: Option<&'a RangeDiff>,
+    /// Runs to add to the id index.
+    pub index: &'a [Run],
+    /// The commit the stored done ranges and index reflect from now on.
+    pub mark: Option<u64>,
+    /// `(generation, sealed snapshot)`.
+    pub snapshot: Option<(u64, Vec<u8>)>,
+    /// Snapshot generations to delete.
+    pub retire: &'a [u64],
+    /// New metadata for the job.
+    pub meta: Option<&'a JobMeta>,
+    /// fsync before returning (redb's immediate durability) or not (redb's `None`, made
+    /// durable by the next durable commit).
+    pub durable: bool,
+}
+
+/// Creates a job's metadata and tables in one durable commit.
+pub(crate) fn create_job(inner: &StoreInner, tables: &JobTables, meta: &JobMeta) -> Result<()> {
+    let txn = inner.begin_write()?;
+    meta::write(&txn, meta)?;
+    txn.open_table(tables.done()).map_err(storage)?;
+    txn.open_table(tables.log()).map_err(storage)?;
+    txn.open_table(tables.index()).map_err(storage)?;
+    txn.open_table(tables.snapshots()).map_err(storage)?;
+    txn.open_table(tables.dead()).map_err(storage)?;
+    txn.commit().map_err(storage)
+}
+
+/// Applies a commit plan in one write transaction.
+pub(crate) fn commit(inner: &StoreInner, tables: &JobTables, plan: &CommitPlan<'_>) -> Result<()> {
+    let mut txn = inner.begin_write()?;
+    if !plan.durable {
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| Error::Storage(Box::new(e)))?;
+    }
+    if let Some((seq, bytes)) = &plan.segment {
+        let mut t = txn.open_table(tables.log()).map_err(storage)?;
+        t.insert(seq, bytes.as_slice()).map_err(storage)?;
+    }
+    if !plan.dead_letters.is_empty() || !plan.remove_dead.is_empty() {
+        let mut t = txn.open_table(tables.dead()).map_err(storage)?;
+        for id in plan.remove_dead {
+            t.remove(id).map_err(storage)?;
+        }
+        for (id, bytes) in plan.dead_letters {
+            t.insert(id, bytes.as_slice()).map_err(storage)?;
+        }
+    }
+    let ranges_change = plan
+        .ranges
+        .is_some_and(|d| !d.removed.is_empty() || !d.written.is_empty());
+    if ranges_change || plan.mark.is_some() {
+        let mut t = txn.open_table(tables.done()).map_err(storage)?;
+        if let Some(diff) = plan.ranges {
+            for start in &diff.removed {
+                t.remove(start).map_err(storage)?;
+            }
+            for (start, end) in &diff.written {
+                t.insert(start, end).map_err(storage)?;
+            }
+        }
+        if let Some(mark) = plan.mark {
+            t.insert(tables::MARK_KEY, mark).map_err(storage)?;
+        }
+    }
+    if !plan.index.is_empty() {
+        let mut t = txn.open_table(tables.index()).map_err(storage)?;
+        for &(start, end, seq) in plan.index {
+            t.insert(start, (end, seq)).map_err(storage)?;
+        }
+    }
+    if plan.snapshot.is_some() || !plan.retire.is_empty() {
+        let mut t = txn.open_table(tables.snapshots()).map_err(storage)?;
+        for generation in plan.retire {
+            t.remove(generation).map_err(storage)?;
+        }
+        if let Some((generation, bytes)) = &plan.snapshot {
+            t.insert(generation, bytes.as_slice()).map_err(storage)?;
+        }
+    }
+    if let Some(meta) = plan.meta {
+        meta::write(&txn, meta)?;
+    }
+    txn.commit().map_err(storage)
+}
+
+/// Keeps the rows of a `u64 -> bytes` table that `keep` accepts; returns how many it
+/// dropped.
+pub(crate) fn retain_rows(
+    txn: &redb::WriteTransaction,
+    table: redb::TableDefinition<'_, u64, &'static [u8]>,
+    mut keep: impl FnMut(u64, &[u8]) -> bool,
+) -> Result<u64> {
+    let mut t = txn.open_table(table).map_err(storage)?;
+    let mut dropped = 0u64;
+    t.retain(|key, value| {
+        let kept = keep(key, value);
+        dropped += u64::from(!kept);
+        kept
+    })
+    .map_err(storage)?;
+    Ok(dropped)
+}
