@@ -67,8 +67,8 @@ fn runner(c: &mut Criterion) {
                     let start = Instant::now();
                     let report = Runner::new(job.take().expect("job is handed back"))
                         .workers(w)
-                        .run(IdSource::new(ids, Ok::<u64, BoxError>), |id, _: &u64| {
-                            Ok::<_, ProcessError>(black_box(process(id)))
+                        .run(IdSource::new(ids, Ok::<u64, BoxError>), |ctx, _: &u64| {
+                            Ok::<_, ProcessError>(black_box(process(ctx.id)))
                         })
                         .expect("run");
                     spent += start.elapsed();

@@ -108,8 +108,8 @@ pub use lifecycle::JobState;
 pub use lineage::LineageEntry;
 pub use progress::RangeSet;
 pub use runner::{
-    AdaptivePolicy, DurableAck, IdSource, IterSource, MaintainOptions, ProcessError, RetryPolicy,
-    RunEnd, RunReport, Runner, Source, Stats, StatsHandle, StopHandle,
+    AdaptivePolicy, DurableAck, IdSource, IterSource, MaintainOptions, ProcessError, RecordContext,
+    RetryPolicy, RunEnd, RunReport, Runner, Source, Stats, StatsHandle, StopHandle,
 };
 pub use store::{
     ChainStop, Compaction, DeadLetter, FORMAT_VERSION, JobStatus, Problem, RewindReport,

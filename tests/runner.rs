@@ -15,7 +15,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use resumable::{
     AdaptivePolicy, CommitPolicy, Durability, Fold, IdSource, IterSource, JobOptions, JobState,
-    MaintainOptions, ProcessError, RetryPolicy, RunEnd, Runner, Store,
+    MaintainOptions, ProcessError, RecordContext, RetryPolicy, RunEnd, Runner, Store,
 };
 use serde::{Deserialize, Serialize};
 
@@ -108,9 +108,9 @@ fn fast_retry() -> RetryPolicy {
 
 /// The processor of the clean runs (the signature the runner wants, hence the lints).
 #[allow(clippy::trivially_copy_pass_by_ref, clippy::unnecessary_wraps)]
-fn ok(id: u64, rec: &u64) -> Result<u64, ProcessError> {
-    assert_eq!(id, *rec);
-    Ok(output_of(id))
+fn ok(ctx: RecordContext, rec: &u64) -> Result<u64, ProcessError> {
+    assert_eq!(ctx.id, *rec);
+    Ok(output_of(ctx.id))
 }
 
 #[test]
@@ -226,7 +226,8 @@ fn transient_permanent_and_panicking_failures_settle_each_record_exactly_once() 
     // == 3: permanent. == 4: panics on the first attempt, then succeeds. == 5: always panics.
     let attempts: Arc<Vec<AtomicU64>> = Arc::new((0..N).map(|_| AtomicU64::new(0)).collect());
     let seen = Arc::clone(&attempts);
-    let process = move |id: u64, _: &u64| -> Result<u64, ProcessError> {
+    let process = move |ctx: RecordContext, _: &u64| -> Result<u64, ProcessError> {
+        let id = ctx.id;
         let n = seen[id as usize].fetch_add(1, Ordering::SeqCst) + 1;
         match id % 10 {
             1 if n == 1 => Err(ProcessError::transient("busy")),
@@ -241,6 +242,7 @@ fn transient_permanent_and_panicking_failures_settle_each_record_exactly_once() 
     let report = Runner::new(job)
         .workers(4)
         .retry(fast_retry())
+        .panics_are_permanent(false)
         .complete_on_end(true)
         .run(IdSource::new(0..N, Ok), process)
         .unwrap();
@@ -326,9 +328,9 @@ fn an_iterator_source_skips_done_records() {
         .workers(3)
         .run(
             IterSource::new((0..100u64).map(|id| (id, id))),
-            move |id, r| {
+            move |ctx, r| {
                 count.fetch_add(1, Ordering::SeqCst);
-                ok(id, r)
+                ok(ctx, r)
             },
         )
         .unwrap();
@@ -350,16 +352,29 @@ fn deferred_durability_acks_only_at_durable_commits() {
     let job = store.job::<Tally>("j", opts).unwrap();
     let acks = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&acks);
-    let report = Runner::new(job)
-        .workers(2)
-        .on_durable(move |ack| sink.lock().push(ack.clone()))
+    let runner = Runner::new(job).workers(2);
+    let live = runner.stats_handle();
+    let report = runner
+        .on_durable(move |ack| sink.lock().push((ack.clone(), live.stats().fsyncs)))
         .run(IdSource::new(0..N, Ok), ok)
         .unwrap();
     let acks = acks.lock().clone();
-    // Nothing is durable until the final flush: one acknowledgement covers everything.
-    assert_eq!(acks.len(), 1, "{acks:?}");
-    assert_eq!(acks[0].records(), N);
-    assert_eq!(acks[0].outputs, vec![0..N]);
+    // Nothing is durable until the final flush: every commit is acknowledged then, one ack
+    // per commit, in commit order.
+    assert_eq!(
+        acks.len() as u64,
+        report.stats.commits,
+        "one ack per commit"
+    );
+    assert!(
+        acks.iter().all(|(_, fsyncs)| *fsyncs == 1),
+        "acked before the durable flush"
+    );
+    let seqs: Vec<u64> = acks.iter().map(|(a, _)| a.seq).collect();
+    assert_eq!(seqs, (1..=report.stats.commits).collect::<Vec<_>>());
+    assert!(acks.iter().all(|(a, _)| !a.replayed));
+    let ids: u64 = acks.iter().map(|(a, _)| a.records()).sum();
+    assert_eq!(ids, N);
     assert!(report.stats.commits >= N / 10);
 }
 
@@ -416,18 +431,22 @@ fn adaptive_groups_shrink_when_records_get_slower() {
     let fast_phase = Arc::new(Mutex::new(None));
     let probe = Arc::clone(&fast_phase);
     let report = runner
-        .run(IdSource::new(0..N, Ok), move |id, r: &u64| {
-            if id == SLOW_FROM {
-                *probe.lock() = Some(stats.stats().target_group);
-            }
-            if id >= SLOW_FROM {
-                // 100x the per-record cost of the first phase.
-                spin(Duration::from_millis(1));
-            } else {
-                spin(Duration::from_micros(10));
-            }
-            ok(id, r)
-        })
+        .run(
+            IdSource::new(0..N, Ok),
+            move |ctx: RecordContext, r: &u64| {
+                let id = ctx.id;
+                if id == SLOW_FROM {
+                    *probe.lock() = Some(stats.stats().target_group);
+                }
+                if id >= SLOW_FROM {
+                    // 100x the per-record cost of the first phase.
+                    spin(Duration::from_millis(1));
+                } else {
+                    spin(Duration::from_micros(10));
+                }
+                ok(ctx, r)
+            },
+        )
         .unwrap();
     let fast = fast_phase.lock().unwrap();
     let slow = report.stats.target_group;

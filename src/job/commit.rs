@@ -465,6 +465,25 @@ impl<S: Fold> Job<S> {
         Ok((self.last_seq(), fold::encode_state(&self.state)?))
     }
 
+    /// The last commit whose durable acknowledgement the runner delivered, as recorded.
+    pub(crate) fn announced_seq(&self) -> Option<u64> {
+        self.store.announced()
+    }
+
+    /// Records that the runner delivered acknowledgements up to commit `seq`.
+    pub(crate) fn record_announced(&mut self, seq: u64) {
+        self.store.set_announced(seq);
+    }
+
+    /// Visits the lineage of the commits after `after`: `(seq, output ranges, dead ids)`.
+    pub(crate) fn commits_after(
+        &self,
+        after: u64,
+        f: impl FnMut(u64, &[(u64, u64)], &[u64]) -> Result<()>,
+    ) -> Result<()> {
+        self.store.entries_after(after, f)
+    }
+
     /// Hands snapshotting to a background writer keeping `keep` unpinned snapshots: the
     /// commit path writes none until [`Job::take_back_snapshots`]. The writer shares the
     /// job's retention book, so what it writes and retires is what this handle sees.

@@ -150,6 +150,18 @@ impl JobOptions {
         self
     }
 
+    /// Open an existing job without declaring its input: the stored manifest and size are
+    /// neither checked nor changed. For tools that read or check a job rather than feed it
+    /// (the operator CLI's `verify` opens jobs this way). Default: `false`.
+    pub fn input_unchecked(mut self, unchecked: bool) -> Self {
+        if unchecked {
+            self.input_change = InputChange::Unchecked;
+        } else if self.input_change == InputChange::Unchecked {
+            self.input_change = InputChange::Refuse;
+        }
+        self
+    }
+
     /// Create the job if it does not exist. Default: `true`; with `false` a missing job is
     /// [`Error::JobNotFound`].
     pub fn create(mut self, create: bool) -> Self {

@@ -250,6 +250,13 @@ fn a_job_with_a_manifest_refuses_opens_without_it_or_with_another_size() {
     );
     assert_eq!(field_of(store.job::<Sum>("j", base())), "accepted");
     assert_eq!(store.status("j").expect("status").total_records, Some(100));
+    // A reader that does not declare the input opens the job and changes nothing.
+    let before = store.status("j").expect("status");
+    assert_eq!(
+        field_of(store.job::<Sum>("j", JobOptions::new().input_unchecked(true))),
+        "accepted"
+    );
+    assert_eq!(store.status("j").expect("status"), before);
 }
 
 #[test]

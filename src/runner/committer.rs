@@ -10,7 +10,6 @@
 //! when its oldest record has waited `max_group_delay`.
 
 use std::collections::VecDeque;
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -249,49 +248,40 @@ impl<S: Fold> Committer<'_, '_, S> {
         Ok(())
     }
 
-    /// Everything committed so far is durable: tell the user.
+    /// Everything committed so far is durable: tell the user, one ack per commit in
+    /// commit order, and record how far the announcements went.
     fn acknowledge(&mut self) {
         let now = Instant::now();
         let unacked = std::mem::take(&mut self.unacked);
-        let mut outputs: Vec<Range<u64>> = Vec::new();
-        let mut dead_letters = Vec::new();
-        let mut latencies = Vec::new();
-        let mut pieces: Vec<Range<u64>> = Vec::new();
-        for u in unacked {
-            pieces.extend(u.receipt.outputs);
-            dead_letters.extend(u.receipt.dead_letters);
-            latencies.extend(
-                u.ready
-                    .into_iter()
-                    .map(|t| now.saturating_duration_since(t)),
-            );
-        }
-        pieces.sort_unstable_by_key(|r| r.start);
-        for r in pieces {
-            match outputs.last_mut() {
-                Some(last) if last.end == r.start => last.end = r.end,
-                _ => outputs.push(r),
-            }
-        }
-        dead_letters.sort_unstable();
+        let mut last = None;
         {
             let mut rec = self.ctx.recorder.lock();
             rec.stats.fsyncs += 1;
-            rec.stats.records_acked += latencies.len() as u64;
-            for l in latencies {
-                rec.ack_latency.push(l);
+            for u in &unacked {
+                rec.stats.records_acked += u.ready.len() as u64;
+                for t in &u.ready {
+                    rec.ack_latency.push(now.saturating_duration_since(*t));
+                }
             }
         }
-        if outputs.is_empty() && dead_letters.is_empty() {
+        let Some(f) = self.ctx.on_durable.as_mut() else {
             return;
-        }
-        let ack = DurableAck {
-            durable_seq: self.job.durable_seq(),
-            outputs,
-            dead_letters,
         };
-        if let Some(f) = self.ctx.on_durable.as_mut() {
-            f(&ack);
+        for u in unacked {
+            let receipt = u.receipt;
+            last = Some(receipt.seq);
+            if receipt.outputs.is_empty() && receipt.dead_letters.is_empty() {
+                continue;
+            }
+            f(&DurableAck {
+                seq: receipt.seq,
+                outputs: receipt.outputs,
+                dead_letters: receipt.dead_letters,
+                replayed: false,
+            });
+        }
+        if let Some(seq) = last {
+            self.job.record_announced(seq);
         }
     }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, select};
 use parking_lot::Mutex;
 
+use super::context::{RecordContext, quietly};
 use super::retry::{Jitter, ProcessError, RetryPolicy};
 use super::source::{DoneIndex, Source};
 use super::stats::Recorder;
@@ -114,7 +115,7 @@ pub(crate) fn work<R, O, P>(
     outcomes: &Sender<Vec<Outcome<O>>>,
     feedback: &Sender<Feedback<R>>,
 ) where
-    P: Fn(u64, &R) -> Result<O, ProcessError> + Sync,
+    P: Fn(RecordContext, &R) -> Result<O, ProcessError> + Sync,
 {
     let mut out: Vec<Outcome<O>> = Vec::with_capacity(ctx.batch);
     let mut oldest: Option<Instant> = None;
@@ -167,12 +168,15 @@ pub(crate) fn work<R, O, P>(
                 continue;
             }
             let started = Instant::now();
-            let result = catch_unwind(AssertUnwindSafe(|| (ctx.process)(task.id, &task.record)))
+            let record_ctx = RecordContext::new(task.id, task.attempt);
+            let result = quietly(|| {
+                catch_unwind(AssertUnwindSafe(|| (ctx.process)(record_ctx, &task.record)))
+            })
                 .unwrap_or_else(|payload| {
                     ctx.recorder.lock().stats.panics += 1;
                     let message =
                         format!("processor panicked: {}", panic_message(payload.as_ref()));
-                    tracing::warn!(job = ctx.job, id = task.id, attempt = task.attempt, %message, "panic caught");
+                    tracing::warn!(job = ctx.job, id = task.id, attempt = task.attempt, error = %message, "panic caught in the processor");
                     Err(if ctx.panics_are_permanent {
                         ProcessError::permanent(message)
                     } else {

@@ -5,6 +5,7 @@
 
 mod adaptive;
 mod committer;
+mod context;
 mod feeder;
 mod retry;
 mod source;
@@ -24,6 +25,7 @@ use crate::maintain::Maintainer;
 
 pub use crate::maintain::MaintainOptions;
 pub use adaptive::AdaptivePolicy;
+pub use context::RecordContext;
 pub use retry::{ProcessError, RetryPolicy};
 pub use source::{IdSource, IterSource, Source};
 pub use stats::{Stats, StatsHandle};
@@ -32,17 +34,29 @@ use feeder::{FeederCtx, WorkerCtx};
 use source::DoneIndex;
 use stats::Recorder;
 
-/// Records whose settlement became durable, delivered to
-/// [`Runner::on_durable`] after the commit (or flush) that made them durable.
+/// One durable commit's records, delivered to [`Runner::on_durable`].
+///
+/// Delivery is **at least once, in commit order; deduplicate by `seq`**. During a run each
+/// commit is announced once, after the commit (or flush) that made it durable. A crash can
+/// come between a commit becoming durable and its announcement, so the runner records how
+/// far it announced (with the progress mark, every few hundred commits, and at every stop)
+/// and, when the next run starts, announces again every durable commit after that point
+/// before it processes anything new (those acks have `replayed` set). A consumer that must
+/// act exactly once keeps the last `seq` it acted on and skips acks at or below it; or it
+/// reads the store itself ([`Store::for_each_output_since`](crate::Store::for_each_output_since))
+/// with its own cursor: the store is the outbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DurableAck {
-    /// Every commit up to this sequence number is durable.
-    pub durable_seq: u64,
-    /// Ids whose outputs are now durable, as ascending ranges.
+    /// The commit's sequence number; every commit up to it is durable.
+    pub seq: u64,
+    /// Ids whose outputs this commit stored, as ascending ranges.
     pub outputs: Vec<Range<u64>>,
-    /// Ids now durably dead-lettered.
+    /// Ids this commit dead-lettered.
     pub dead_letters: Vec<u64>,
+    /// Announced again at the start of a run, because the last run may have died before
+    /// announcing it (or was run without an `on_durable` callback).
+    pub replayed: bool,
 }
 
 impl DurableAck {
@@ -200,7 +214,7 @@ impl<S: Fold> Runner<S> {
             adaptive: None,
             maintain: Some(MaintainOptions::default()),
             complete_on_end: false,
-            panics_are_permanent: false,
+            panics_are_permanent: true,
             on_durable: None,
             seed: 0x5eed,
             stop: StopHandle::default(),
@@ -259,8 +273,13 @@ impl<S: Fold> Runner<S> {
         self
     }
 
-    /// Treat a panic in the processor as a permanent failure (dead-letter at once).
-    /// Default: `false` (transient: retried like any transient failure).
+    /// Treat a panic in the processor as a permanent failure (dead-letter at once, with the
+    /// panic message as the error). Default: `true`: a panic is a bug in the processor,
+    /// and one that depends on the record comes back on every retry, so retrying costs the
+    /// retry budget and delays for nothing. Set `false` when panics can be transient (a
+    /// library that panics on a timeout); they are then retried like transient errors.
+    /// Either way each panic is logged once through `tracing` (`warn`, with the record id
+    /// and attempt) instead of by the default panic hook.
     pub fn panics_are_permanent(mut self, permanent: bool) -> Self {
         self.panics_are_permanent = permanent;
         self
@@ -309,7 +328,7 @@ impl<S: Fold> Runner<S> {
     pub fn run<Src, P>(self, mut source: Src, process: P) -> Result<RunReport<S>>
     where
         Src: Source,
-        P: Fn(u64, &Src::Record) -> Result<S::Output, ProcessError> + Sync,
+        P: Fn(RecordContext, &Src::Record) -> Result<S::Output, ProcessError> + Sync,
     {
         let Runner {
             mut job,
@@ -343,6 +362,10 @@ impl<S: Fold> Runner<S> {
             });
         }
         let name = job.name().to_owned();
+        context::install_quiet_hook();
+        if let Some(f) = on_durable.as_mut() {
+            announce_unannounced(&mut job, &mut **f)?;
+        }
         let capacity = queue_capacity.unwrap_or((workers * 64).max(256));
         let done = DoneIndex::new(job.progress().ranges());
         tracing::info!(job = %name, seq = job.last_seq(), done = job.done_count(), recoveries = job.recoveries(), workers, "run started");
@@ -467,4 +490,39 @@ impl<S: Fold> Runner<S> {
         tracing::info!(job = %name, seq = job.last_seq(), committed = stats.records_committed, dead = stats.dead_lettered, commits = stats.commits, end = ?end, "run ended");
         Ok(RunReport { job, end, stats })
     }
+}
+
+/// Delivers again every durable commit after the last one recorded as announced (all of
+/// them when none was recorded), in commit order, before a run processes anything.
+fn announce_unannounced<S: Fold>(
+    job: &mut Job<S>,
+    on_durable: &mut (dyn FnMut(&DurableAck) + Send),
+) -> Result<()> {
+    let after = job.announced_seq().unwrap_or(0);
+    let last = job.durable_seq();
+    if after >= last {
+        return Ok(());
+    }
+    let mut announced = after;
+    let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        job.commits_after(after, |seq, outputs, dead| {
+            if seq > last {
+                return Ok(());
+            }
+            on_durable(&DurableAck {
+                seq,
+                outputs: outputs.iter().map(|&(s, e)| s..e).collect(),
+                dead_letters: dead.to_vec(),
+                replayed: true,
+            });
+            announced = seq;
+            Ok(())
+        })
+    }))
+    .unwrap_or_else(|p| Err(Error::from_panic("the on_durable callback", p.as_ref())));
+    if announced > after {
+        job.record_announced(announced);
+        tracing::info!(job = %job.name(), from = after + 1, to = announced, "durable commits announced again after a restart");
+    }
+    delivered
 }

@@ -225,6 +225,39 @@ impl Store {
         })
     }
 
+    /// Visits the outputs stored by the commits after commit `seq`, in commit order and, within
+    /// a commit, in id order, each checked: the outbox read of a downstream consumer that
+    /// keeps its own cursor (the last `seq` it consumed). Return `false` from `f` to stop.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`]; [`Error::Corrupt`] at the first commit or output that fails
+    /// its check; any error `f` returns.
+    pub fn for_each_output_since(
+        &self,
+        job: &str,
+        seq: u64,
+        mut f: impl FnMut(StoredOutput) -> Result<bool>,
+    ) -> Result<()> {
+        let txn = self.inner.begin_read()?;
+        meta::require(&txn, job)?;
+        let mut order = read::SeqOrder::after(job, seq);
+        read::for_each_segment(&txn, &JobTables::new(job), seq + 1.., |s, segment| {
+            let segment = segment?;
+            order.next(s)?;
+            for record in segment.records() {
+                let record = record?;
+                if !f(StoredOutput {
+                    id: record.id,
+                    seq: s,
+                    payload: record.payload.to_vec(),
+                })? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
     /// A job's dead letters, by id.
     ///
     /// # Errors

@@ -68,6 +68,9 @@ pub(crate) enum InputChange {
     Grows,
     /// Anything goes: the operator said the input changed on purpose (logged).
     Any,
+    /// The opener does not declare the input (a tool that reads the job, such as verify):
+    /// the stored manifest and size are kept and not checked.
+    Unchecked,
 }
 
 /// What opening found: the job's progress and the end of its lineage.
@@ -198,6 +201,10 @@ pub(crate) struct JobStore {
     book: Arc<Mutex<SnapshotBook>>,
     progress_every_commits: u64,
     poison: Poison,
+    /// The last commit whose durable acknowledgement was delivered, as stored at open or
+    /// recorded since; `dirty` when it changed since it was last written.
+    announced: Option<u64>,
+    announced_dirty: bool,
 }
 
 impl JobStore {
@@ -240,6 +247,7 @@ impl JobStore {
         let txn = claim.store().begin_read()?;
         let mut progress = read::load_progress(&txn, &tables)?;
         let generations = read::snapshot_generations(&txn, &tables)?;
+        let announced = read::read_announced(&txn, &tables)?;
         drop(txn);
         let last = progress.last.take();
         let loaded = Loaded {
@@ -257,6 +265,8 @@ impl JobStore {
             progress_every_commits: spec.progress_every_commits.max(1),
             poison: Poison::default(),
             meta,
+            announced,
+            announced_dirty: false,
         };
         Ok((job, loaded))
     }
@@ -269,10 +279,14 @@ impl JobStore {
         if meta.lifecycle == JobState::Running {
             meta.recoveries += 1;
         }
-        if let Some(total) = spec.total_records {
+        if spec.input_change != InputChange::Unchecked
+            && let Some(total) = spec.total_records
+        {
             meta.total_records = Some(total);
         }
-        if spec.input_change != InputChange::Refuse && spec.input_manifest.is_some() {
+        if matches!(spec.input_change, InputChange::Grows | InputChange::Any)
+            && spec.input_manifest.is_some()
+        {
             meta.input_manifest = spec.input_manifest;
         }
         if meta == self.meta {
@@ -359,6 +373,11 @@ impl JobStore {
         } else {
             (None, Vec::new(), None)
         };
+        // The announced cursor rides along with the progress mark: no extra write per
+        // commit, and at most one mark interval of acknowledgements is delivered again.
+        let announced = self
+            .announced
+            .filter(|_| mark.is_some() && self.announced_dirty);
         self.check_usable()?;
         let book = Arc::clone(&self.book);
         let mut book = book.lock();
@@ -386,11 +405,15 @@ impl JobStore {
             snapshot: planned.as_ref().map(|p| p.generation).zip(sealed),
             retire: planned.as_ref().map_or(&[], |p| p.retire.as_slice()),
             meta: meta.as_ref(),
+            announced,
             durable,
         };
         self.write(&plan)?;
         if let Some(m) = meta {
             self.meta = m;
+        }
+        if announced.is_some() {
+            self.announced_dirty = false;
         }
         let snapshot = planned.map(|planned| {
             book.written(&planned);
@@ -434,16 +457,50 @@ impl JobStore {
         // The mark moves before the write: if the write fails, the dart in `write` poisons
         // the handle, so the moved mark is never used.
         let (diff, index) = self.mark.take(last_seq);
+        let announced = self.announced.filter(|_| self.announced_dirty);
         self.write(&CommitPlan {
             meta: Some(&meta),
             ranges: Some(&diff),
             index: &index,
             mark: Some(last_seq),
+            announced,
             durable: true,
             ..CommitPlan::default()
         })?;
         self.meta = meta;
+        self.announced_dirty = false;
         Ok(())
+    }
+
+    /// The last commit whose durable acknowledgement was delivered (`None`: never recorded).
+    pub(crate) fn announced(&self) -> Option<u64> {
+        self.announced
+    }
+
+    /// Records that acknowledgements up to commit `seq` were delivered; written with the
+    /// next progress mark or lifecycle change.
+    pub(crate) fn set_announced(&mut self, seq: u64) {
+        if self.announced != Some(seq) {
+            self.announced = Some(seq);
+            self.announced_dirty = true;
+        }
+    }
+
+    /// Visits the lineage entries of the commits after `after`, in order: `(seq, output
+    /// ranges, dead-lettered ids)`.
+    pub(crate) fn entries_after(
+        &self,
+        after: u64,
+        mut f: impl FnMut(u64, &[(u64, u64)], &[u64]) -> Result<()>,
+    ) -> Result<()> {
+        let txn = self.claim.store().begin_read()?;
+        let mut order = SeqOrder::after(&self.meta.name, after);
+        read::for_each_log(&txn, &self.tables, after + 1.., |seq, entry| {
+            let entry = entry?;
+            order.next(seq)?;
+            f(seq, &entry.outputs, &entry.dead_letters)?;
+            Ok(true)
+        })
     }
 
     /// Sets how many unpinned snapshots retention keeps from now on.
@@ -573,6 +630,7 @@ fn check_matches(meta: &JobMeta, spec: &NewJob) -> Result<()> {
     let size_changed =
         matches!((meta.total_records, spec.total_records), (Some(a), Some(b)) if a != b);
     match spec.input_change {
+        InputChange::Unchecked => return Ok(()),
         InputChange::Any => {
             if manifest_changed || size_changed {
                 tracing::warn!(

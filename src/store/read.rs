@@ -114,6 +114,16 @@ pub(crate) fn load_progress(txn: &ReadTransaction, tables: &JobTables) -> Result
     })
 }
 
+/// The last commit whose durable acknowledgement was delivered, if recorded.
+pub(crate) fn read_announced(txn: &ReadTransaction, tables: &JobTables) -> Result<Option<u64>> {
+    let Some(t) = open_table_ro(txn, tables.cursor())? else {
+        return Ok(None);
+    };
+    Ok(t.get(tables::ANNOUNCED_KEY)
+        .map_err(storage)?
+        .map(|v| v.value()))
+}
+
 /// Snapshot generations, ascending.
 pub(crate) fn snapshot_generations(txn: &ReadTransaction, tables: &JobTables) -> Result<Vec<u64>> {
     let Some(t) = open_table_ro(txn, tables.snapshots())? else {

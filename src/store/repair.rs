@@ -142,6 +142,7 @@ impl Store {
             keep
         })?;
         write_progress(&txn, &tables, &kept, &cut)?;
+        write::clamp_announced(&txn, &tables, cut.seq)?;
         meta.pinned.retain(|g| live_generations.contains(g));
         if meta.lifecycle != JobState::Created {
             meta.lifecycle = JobState::Paused;

@@ -15,6 +15,8 @@
 //!   exclusive, commit seq), for the commits up to the mark.
 //! - `job.NAME.snapshots` (`u64 -> &[u8]`): generation -> envelope of the snapshot.
 //! - `job.NAME.dead` (`u64 -> &[u8]`): record id -> envelope of its dead letter.
+//! - `job.NAME.cursor` (`&str -> u64`, optional): [`ANNOUNCED_KEY`] -> the last commit
+//!   whose durable acknowledgement the runner delivered (written with the progress mark).
 
 use redb::TableDefinition;
 
@@ -27,6 +29,9 @@ pub(crate) const FORMAT_KEY: &str = "format";
 /// Key of the mark in a job's done table (ids never reach it: `u64::MAX` is reserved).
 pub(crate) const MARK_KEY: u64 = u64::MAX;
 
+/// Key of the last announced commit in a job's cursor table.
+pub(crate) const ANNOUNCED_KEY: &str = "announced";
+
 /// The names of one job's tables.
 #[derive(Debug, Clone)]
 pub(crate) struct JobTables {
@@ -36,6 +41,7 @@ pub(crate) struct JobTables {
     log: String,
     snapshots: String,
     dead: String,
+    cursor: String,
 }
 
 impl JobTables {
@@ -47,6 +53,7 @@ impl JobTables {
             log: format!("job.{job}.log"),
             snapshots: format!("job.{job}.snapshots"),
             dead: format!("job.{job}.dead"),
+            cursor: format!("job.{job}.cursor"),
         }
     }
 
@@ -72,5 +79,9 @@ impl JobTables {
 
     pub(crate) fn dead(&self) -> TableDefinition<'_, u64, &'static [u8]> {
         TableDefinition::new(&self.dead)
+    }
+
+    pub(crate) fn cursor(&self) -> TableDefinition<'_, &'static str, u64> {
+        TableDefinition::new(&self.cursor)
     }
 }

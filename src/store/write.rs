@@ -1,6 +1,8 @@
 //! One job's writes: everything a commit (or an operator's change) writes goes through a
 //! [`CommitPlan`], applied in one redb write transaction, so it lands whole or not at all.
 
+use redb::ReadableTable;
+
 use super::errors::storage;
 use super::meta::{self, JobMeta};
 use super::open::StoreInner;
@@ -30,6 +32,8 @@ pub(crate) struct CommitPlan<'a> {
     pub retire: &'a [u64],
     /// New metadata for the job.
     pub meta: Option<&'a JobMeta>,
+    /// The last commit whose durable acknowledgement was delivered.
+    pub announced: Option<u64>,
     /// fsync before returning (redb's immediate durability) or not (redb's `None`, made
     /// durable by the next durable commit).
     pub durable: bool,
@@ -102,7 +106,31 @@ pub(crate) fn commit(inner: &StoreInner, tables: &JobTables, plan: &CommitPlan<'
     if let Some(meta) = plan.meta {
         meta::write(&txn, meta)?;
     }
+    if let Some(seq) = plan.announced {
+        let mut t = txn.open_table(tables.cursor()).map_err(storage)?;
+        t.insert(tables::ANNOUNCED_KEY, seq).map_err(storage)?;
+    }
     txn.commit().map_err(storage)
+}
+
+/// Lowers the recorded last announced commit to at most `seq` (a rewind dropped the
+/// commits after it, so their successors must be announced as new).
+pub(crate) fn clamp_announced(
+    txn: &redb::WriteTransaction,
+    tables: &JobTables,
+    seq: u64,
+) -> Result<()> {
+    let mut t = txn.open_table(tables.cursor()).map_err(storage)?;
+    let current = t
+        .get(tables::ANNOUNCED_KEY)
+        .map_err(storage)?
+        .map(|v| v.value());
+    if let Some(current) = current
+        && current > seq
+    {
+        t.insert(tables::ANNOUNCED_KEY, seq).map_err(storage)?;
+    }
+    Ok(())
 }
 
 /// Keeps the rows of a `u64 -> bytes` table that `keep` accepts; returns how many it

@@ -474,5 +474,7 @@ fn child_entry() {
         lock_child(path);
     } else if let Some(path) = what.strip_prefix("sigkill:") {
         crate::sigkill::child(path);
+    } else if let Some(path) = what.strip_prefix("acks:") {
+        crate::acks::child(path);
     }
 }

@@ -4,10 +4,11 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use comfy_table::Cell;
-use serde_json::json;
+use resumable::DeadLetter;
+use serde::Serialize;
 
 use crate::open::JobArgs;
-use crate::output::{self, Out, count, num};
+use crate::output::{self, JsonFlag, Out, count, num};
 
 const LONG_ABOUT: &str = "\
 List a job's dead letters: records that failed on every attempt of their retry budget and
@@ -17,13 +18,32 @@ job again.
 --json prints an array, in id order:
   [{\"id\": N, \"attempts\": N, \"error\": S, \"time_ms\": N}]";
 
+/// One element of the `--json` array (see `LONG_ABOUT`).
+#[derive(Serialize)]
+struct DeadLetterJson<'a> {
+    id: u64,
+    attempts: u32,
+    error: &'a str,
+    time_ms: u64,
+}
+
+impl<'a> From<&'a DeadLetter> for DeadLetterJson<'a> {
+    fn from(d: &'a DeadLetter) -> Self {
+        DeadLetterJson {
+            id: d.id,
+            attempts: d.attempts,
+            error: &d.error,
+            time_ms: d.time_ms,
+        }
+    }
+}
+
 /// List a job's dead letters.
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct Args {
-    /// Print JSON (the shape is in the long help).
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
 }
@@ -33,19 +53,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let letters = store.dead_letters(&job)?;
     let mut out = Out::new();
     if json {
-        out.json(&serde_json::Value::Array(
-            letters
-                .iter()
-                .map(|d| {
-                    json!({
-                        "id": d.id,
-                        "attempts": d.attempts,
-                        "error": d.error,
-                        "time_ms": d.time_ms,
-                    })
-                })
-                .collect(),
-        ))?;
+        out.json(&letters.iter().map(DeadLetterJson::from).collect::<Vec<_>>())?;
         out.finish()?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -13,9 +13,10 @@ use resumable::{
     CommitPolicy, IdSource, JobOptions, JobState, ProcessError, RetryPolicy, RunEnd, Runner, Stats,
     Store, manifest_digest,
 };
-use serde_json::json;
+use serde::Serialize;
 
-use crate::output::{self, Out, count};
+use crate::failure::CannotOpen;
+use crate::output::{self, JsonFlag, Out, count};
 
 const LONG_ABOUT: &str = "\
 Run the built-in demo job on STORE through the parallel runner: each record is a generated
@@ -46,9 +47,8 @@ processed counts outputs committed by this run; skipped, records already done be
 pub(crate) struct Args {
     /// The store file (created if absent).
     store: PathBuf,
-    /// Print JSON (the shape is in the long help).
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
     /// Job name.
     #[arg(long, default_value = resumable::demo::JOB_NAME)]
     job: String,
@@ -82,6 +82,24 @@ pub(crate) struct Args {
 /// Exit code of a run cut short by `--crash-after`.
 const CRASH_EXIT: i32 = 3;
 
+/// The `--json` shape (see `LONG_ABOUT`).
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    store: String,
+    job: &'a str,
+    end: &'static str,
+    lifecycle: &'static str,
+    records_total: u64,
+    records_done: u64,
+    processed: u64,
+    skipped: u64,
+    retried: u64,
+    dead_lettered: u64,
+    commits: u64,
+    elapsed_ms: u64,
+    records_per_s: f64,
+}
+
 struct Summary {
     end: &'static str,
     lifecycle: JobState,
@@ -112,9 +130,8 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         .cost(Duration::from_micros(args.cost_us))
         .fail_rate(args.fail_rate);
 
-    let store = Store::open(&args.store).map_err(|e| {
-        anyhow::Error::new(e).context(format!("cannot open {}", args.store.display()))
-    })?;
+    let store = Store::open(&args.store)
+        .map_err(|e| anyhow::Error::new(e).context(CannotOpen(args.store.clone())))?;
     let options = JobOptions::new()
         .total_records(args.records)
         .commit_policy(CommitPolicy::new().max_group_records(args.group_records))
@@ -224,7 +241,8 @@ fn run_job(
     // Attempt numbers of records that failed before, for deterministic failures per attempt.
     let attempts: Mutex<HashMap<u64, u32>> = Mutex::new(HashMap::new());
     let failing = args.fail_rate > 0.0;
-    let process = |id: u64, &(): &()| -> Result<_, ProcessError> {
+    let process = |ctx: resumable::RecordContext, &(): &()| -> Result<_, ProcessError> {
+        let id = ctx.id;
         if !failing {
             return Ok(demo.process(id));
         }
@@ -310,21 +328,21 @@ fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
     };
     let mut out = Out::new();
     if json {
-        out.json(&json!({
-            "store": args.store.display().to_string(),
-            "job": args.job,
-            "end": s.end,
-            "lifecycle": s.lifecycle.as_str(),
-            "records_total": args.records,
-            "records_done": s.records_done,
-            "processed": processed,
-            "skipped": s.skipped,
-            "retried": s.stats.retries,
-            "dead_lettered": s.stats.dead_lettered,
-            "commits": s.stats.commits,
-            "elapsed_ms": u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
-            "records_per_s": (rate * 10.0).round() / 10.0,
-        }))?;
+        out.json(&SummaryJson {
+            store: args.store.display().to_string(),
+            job: &args.job,
+            end: s.end,
+            lifecycle: s.lifecycle.as_str(),
+            records_total: args.records,
+            records_done: s.records_done,
+            processed,
+            skipped: s.skipped,
+            retried: s.stats.retries,
+            dead_lettered: s.stats.dead_lettered,
+            commits: s.stats.commits,
+            elapsed_ms: u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
+            records_per_s: (rate * 10.0).round() / 10.0,
+        })?;
         out.finish()?;
         return Ok(());
     }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::open::JobArgs;
-use crate::output::{Out, count};
+use crate::output::{JsonFlag, Out, count};
+use crate::rewind::RewindJson;
 
 const LONG_ABOUT: &str = "\
 Write a new store file holding the job as of a snapshot generation: its lineage up to the
@@ -22,9 +23,8 @@ forks an empty job.
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct Args {
-    /// Print JSON (the shape is in the long help).
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
     /// The snapshot generation to fork at (see `resumable snapshots`).
@@ -47,7 +47,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let report = store.fork(&job, args.at, &args.into)?;
     let mut out = Out::new();
     if json {
-        out.json(&crate::rewind::report_json(&report))?;
+        out.json(&RewindJson::from(&report))?;
     } else {
         writeln!(
             out,

@@ -4,10 +4,10 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use resumable::LineageEntry;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::open::JobArgs;
-use crate::output::{self, Out, count, num};
+use crate::output::{self, JsonFlag, Out, count, num};
 
 const LONG_ABOUT: &str = "\
 Show a job's lineage: the hash-chained log of its commits. Each entry names its sequence
@@ -25,9 +25,8 @@ Hashes are 16 lowercase hex digits.";
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct Args {
-    /// Print JSON (the shape is in the long help).
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
     /// First commit sequence number to show.
@@ -42,17 +41,32 @@ fn hex(h: u64) -> String {
     format!("{h:016x}")
 }
 
-pub(crate) fn entry_json(e: &LineageEntry) -> serde_json::Value {
-    json!({
-        "seq": e.seq,
-        "time_ms": e.time_ms,
-        "records": e.output_count() + e.dead_letters.len() as u64,
-        "outputs": e.outputs,
-        "dead_letters": e.dead_letters,
-        "outputs_hash": hex(e.outputs_hash),
-        "prev_hash": hex(e.prev_hash),
-        "hash": hex(e.hash),
-    })
+/// One element of the `--json` array (see `LONG_ABOUT`).
+#[derive(Serialize)]
+struct EntryJson<'a> {
+    seq: u64,
+    time_ms: u64,
+    records: u64,
+    outputs: &'a [(u64, u64)],
+    dead_letters: &'a [u64],
+    outputs_hash: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl<'a> From<&'a LineageEntry> for EntryJson<'a> {
+    fn from(e: &'a LineageEntry) -> Self {
+        EntryJson {
+            seq: e.seq,
+            time_ms: e.time_ms,
+            records: e.output_count() + e.dead_letters.len() as u64,
+            outputs: &e.outputs,
+            dead_letters: &e.dead_letters,
+            outputs_hash: hex(e.outputs_hash),
+            prev_hash: hex(e.prev_hash),
+            hash: hex(e.hash),
+        }
+    }
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
@@ -60,9 +74,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let entries = store.lineage(&job, args.from, args.limit)?;
     let mut out = Out::new();
     if json {
-        out.json(&serde_json::Value::Array(
-            entries.iter().map(entry_json).collect(),
-        ))?;
+        out.json(&entries.iter().map(EntryJson::from).collect::<Vec<_>>())?;
         out.finish()?;
         return Ok(ExitCode::SUCCESS);
     }

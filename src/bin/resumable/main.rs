@@ -11,12 +11,14 @@ mod compact;
 mod dead_letters;
 mod demo;
 mod export;
+mod failure;
 mod fork;
 mod lineage;
 mod open;
 mod output;
 mod pin;
 mod ranges;
+mod report;
 mod requeue;
 mod rewind;
 mod salvage;
@@ -42,7 +44,14 @@ Exit codes:
 Read commands (status, ranges, snapshots, lineage, export, dead-letters) open the store
 read-only; while a job holds the store for writing they say it is in use. Logs go to
 stderr; set RUST_LOG (e.g. RUST_LOG=info) for more. --json (every command but export,
-which has --format) prints the stable shape documented in the command's --help.";
+which has --format) prints the stable shape documented in the command's --help; when the
+command fails it prints instead, with the same exit code:
+  {\"error\": {\"kind\": S, \"message\": S, \"advice\": S}}
+kind is what went wrong: usage (also for bad arguments), io (a missing store file among
+others), not_a_store, unsupported_format, corrupt, storage (the storage engine cannot read
+the file), job_mismatch, job_not_found, locked, disk_full, poisoned, lifecycle, record,
+panicked, snapshot_not_found, invalid_argument, internal (resumable failed), or other.
+message is what stderr says; advice what to do.";
 
 /// Inspect, verify, export and repair `resumable` job stores, and run the demo job.
 #[derive(Parser, Debug)]
@@ -68,6 +77,7 @@ enum Command {
     Rewind(rewind::Args),
     Fork(fork::Args),
     Compact(compact::Args),
+    Report(report::Args),
     Salvage(salvage::Args),
     /// Pin a snapshot generation: keep it from retention (a savepoint).
     Pin(pin::PinArgs),
@@ -96,8 +106,12 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // Help and version go to stdout with code 0; errors to stderr with code 2.
+            // Help and version go to stdout with code 0; errors to stderr with code 2, and
+            // under --json also as an error object on stdout.
             let _ = e.print();
+            if e.use_stderr() && std::env::args_os().any(|a| a == "--json") {
+                return failure::report_usage(&e.to_string());
+            }
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE));
         }
     };
@@ -119,19 +133,17 @@ fn main() -> ExitCode {
             *last = Some(format!("{message}{place}"));
         }
     }));
+    let json = cli.command.json();
     match std::panic::catch_unwind(|| dispatch(&cli)) {
         Ok(Ok(code)) => code,
-        Ok(Err(e)) => exit_for(&e),
+        Ok(Err(e)) => failure::report(&e, json),
         Err(_) => {
             let detail = LAST_PANIC
                 .lock()
                 .ok()
                 .and_then(|mut l| l.take())
                 .unwrap_or_default();
-            output::note(format_args!(
-                "error: internal failure while reading the store ({detail}); the file is most likely damaged: run `resumable verify STORE` on a copy, rewind to a good snapshot or restore the file from a backup; if the file is intact, this is a bug in resumable: please report it"
-            ));
-            ExitCode::from(EXIT_PROBLEM)
+            failure::report_panic(&detail, json)
         }
     }
 }
@@ -139,24 +151,49 @@ fn main() -> ExitCode {
 /// The message of the last panic, kept by the panic hook for the error message.
 static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
+impl Command {
+    /// Whether the command was asked for JSON: then its failure is JSON too.
+    fn json(&self) -> bool {
+        match self {
+            Command::Demo(a) => a.output.json,
+            Command::Bench(a) => a.output.json,
+            Command::Status(a) => a.output.json,
+            Command::Ranges(a) => a.output.json,
+            Command::Snapshots(a) => a.output.json,
+            Command::Lineage(a) => a.output.json,
+            Command::Export(_) => false,
+            Command::DeadLetters(a) => a.output.json,
+            Command::Requeue(a) => a.output.json,
+            Command::Verify(a) => a.output.json,
+            Command::Rewind(a) => a.output.json,
+            Command::Fork(a) => a.output.json,
+            Command::Compact(a) => a.output.json,
+            Command::Report(a) => a.output.json,
+            Command::Salvage(a) => a.output.json,
+            Command::Pin(a) | Command::Unpin(a) => a.output.json,
+        }
+    }
+}
+
 fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Demo(a) => demo::run(a, a.json),
+        Command::Demo(a) => demo::run(a, a.output.json),
         Command::Bench(a) => bench::run(a),
-        Command::Status(a) => status::run(a, a.json),
-        Command::Ranges(a) => ranges::run(a, a.json),
-        Command::Snapshots(a) => snapshots::run(a, a.json),
-        Command::Lineage(a) => lineage::run(a, a.json),
+        Command::Status(a) => status::run(a, a.output.json),
+        Command::Ranges(a) => ranges::run(a, a.output.json),
+        Command::Snapshots(a) => snapshots::run(a, a.output.json),
+        Command::Lineage(a) => lineage::run(a, a.output.json),
         Command::Export(a) => export::run(a),
-        Command::DeadLetters(a) => dead_letters::run(a, a.json),
-        Command::Requeue(a) => requeue::run(a, a.json),
-        Command::Verify(a) => verify::run(a, a.json),
-        Command::Rewind(a) => rewind::run(a, a.json),
-        Command::Fork(a) => fork::run(a, a.json),
-        Command::Compact(a) => compact::run(a, a.json),
-        Command::Salvage(a) => salvage::run(a, a.json),
-        Command::Pin(a) => pin::run(a, a.json, true),
-        Command::Unpin(a) => pin::run(a, a.json, false),
+        Command::DeadLetters(a) => dead_letters::run(a, a.output.json),
+        Command::Requeue(a) => requeue::run(a, a.output.json),
+        Command::Verify(a) => verify::run(a, a.output.json),
+        Command::Rewind(a) => rewind::run(a, a.output.json),
+        Command::Fork(a) => fork::run(a, a.output.json),
+        Command::Compact(a) => compact::run(a, a.output.json),
+        Command::Report(a) => report::run(a, a.output.json),
+        Command::Salvage(a) => salvage::run(a, a.output.json),
+        Command::Pin(a) => pin::run(a, a.output.json, true),
+        Command::Unpin(a) => pin::run(a, a.output.json, false),
     }
 }
 
@@ -168,24 +205,4 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
-}
-
-/// Prints the error (one paragraph: what is wrong and what to do) and picks the exit code.
-fn exit_for(e: &anyhow::Error) -> ExitCode {
-    let broken_pipe = e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    });
-    if broken_pipe {
-        return ExitCode::SUCCESS;
-    }
-    output::note(format_args!("error: {e:#}"));
-    let usage = e.chain().any(|c| {
-        c.is::<UsageError>()
-            || matches!(
-                c.downcast_ref::<resumable::Error>(),
-                Some(resumable::Error::InvalidArgument(_))
-            )
-    });
-    ExitCode::from(if usage { EXIT_USAGE } else { EXIT_PROBLEM })
 }

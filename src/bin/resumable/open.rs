@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use resumable::{Error, Store, StoreOptions};
 
+use crate::failure::CannotOpen;
 use crate::output::note;
 
 /// The store and `--job` arguments most subcommands share; flattened into their `Args` with
@@ -48,13 +48,18 @@ impl JobArgs {
     }
 }
 
-fn require_file(path: &Path) -> anyhow::Result<()> {
+/// Fails with an I/O "not found" error (kind `io` under `--json`) when nothing is at `path`.
+pub(crate) fn require_file(path: &Path) -> anyhow::Result<()> {
     if std::fs::symlink_metadata(path).is_err() {
-        anyhow::bail!(
-            "no store at {}; check the path (`resumable demo {}` creates a demo store there)",
-            path.display(),
-            path.display()
-        );
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "no store at {}; check the path (`resumable demo {}` creates a demo store there)",
+                path.display(),
+                path.display()
+            ),
+        )
+        .into());
     }
     Ok(())
 }
@@ -73,7 +78,7 @@ pub(crate) fn read(path: &Path) -> anyhow::Result<Store> {
             ));
             write(path)
         }
-        Err(e) => Err(e).with_context(|| format!("cannot open {}", path.display())),
+        Err(e) => Err(anyhow::Error::new(e).context(CannotOpen(path.to_owned()))),
     }
 }
 
@@ -84,7 +89,7 @@ pub(crate) fn write(path: &Path) -> anyhow::Result<Store> {
     StoreOptions::new()
         .create(false)
         .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))
+        .map_err(|e| anyhow::Error::new(e).context(CannotOpen(path.to_owned())))
 }
 
 /// The job a command acts on: the one named, or the store's only job.
@@ -95,7 +100,7 @@ pub(crate) fn job(store: &Store, named: Option<&str>) -> anyhow::Result<String> 
     let jobs = store.jobs()?;
     match jobs.as_slice() {
         [only] => Ok(only.clone()),
-        [] => anyhow::bail!("the store holds no jobs yet"),
+        [] => Err(crate::failure::NoJobs.into()),
         many => crate::usage(format!(
             "the store holds {} jobs ({}); choose one with --job NAME",
             many.len(),

@@ -20,8 +20,9 @@ impl Out {
         }
     }
 
-    /// Writes one JSON document, pretty-printed, and a newline.
-    pub(crate) fn json(&mut self, value: &serde_json::Value) -> anyhow::Result<()> {
+    /// Writes one JSON document, pretty-printed, and a newline. Every `--json` shape is a
+    /// type deriving `Serialize`, declared beside the `--help` text that documents it.
+    pub(crate) fn json(&mut self, value: &impl serde::Serialize) -> anyhow::Result<()> {
         serde_json::to_writer_pretty(&mut self.inner, value)?;
         self.inner.write_all(b"\n")?;
         Ok(())
@@ -48,6 +49,15 @@ impl Write for Out {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// The `--json` flag every command but `export` shares; flattened into their `Args`.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(crate) struct JsonFlag {
+    /// Print JSON (the shape is in the long help; on failure: an `error` object, see
+    /// `resumable --help`).
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Writes a line to stderr, ignoring failure (there is nowhere left to report it).

@@ -3,10 +3,10 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::open::JobArgs;
-use crate::output::Out;
+use crate::output::{JsonFlag, Out};
 
 const LONG_ABOUT: &str = "\
 Pin a snapshot generation so retention never retires it (a savepoint to rewind or fork to
@@ -17,13 +17,20 @@ changes nothing.
   {\"job\": S, \"generation\": N, \"pinned\": [N, ...]}
 where pinned lists every pinned generation afterwards.";
 
+/// The `--json` shape (see `LONG_ABOUT`).
+#[derive(Serialize)]
+struct PinJson<'a> {
+    job: &'a str,
+    generation: u64,
+    pinned: &'a [u64],
+}
+
 /// Pin (or unpin) a snapshot generation.
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct PinArgs {
-    /// Print JSON (the shape is in the long help).
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
     /// The snapshot generation (see `resumable snapshots`).
@@ -39,7 +46,11 @@ pub(crate) fn run(args: &PinArgs, json: bool, pin: bool) -> anyhow::Result<ExitC
     };
     let mut out = Out::new();
     if json {
-        out.json(&json!({ "job": job, "generation": args.generation, "pinned": pinned }))?;
+        out.json(&PinJson {
+            job: &job,
+            generation: args.generation,
+            pinned: &pinned,
+        })?;
     } else {
         let list = if pinned.is_empty() {
             "none".to_owned()

@@ -3,10 +3,10 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::open::JobArgs;
-use crate::output::{self, Out, count, num};
+use crate::output::{self, JsonFlag, Out, count, num};
 
 const LONG_ABOUT: &str = "\
 Show the ids a job has settled (outputs stored or dead-lettered) as half-open ranges
@@ -19,13 +19,23 @@ so progress is a set of ranges, not one offset.
    \"done\": [[START, END], ...], \"gaps\": [[START, END], ...]}
 Ranges are half-open: END is the first id not in the range.";
 
+/// The `--json` shape (see `LONG_ABOUT`).
+#[derive(Serialize)]
+struct RangesJson<'a> {
+    job: &'a str,
+    records_done: u64,
+    watermark: u64,
+    bound: u64,
+    done: &'a [(u64, u64)],
+    gaps: &'a [(u64, u64)],
+}
+
 /// Show a job's done ranges and gaps.
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct Args {
-    /// Print JSON (the shape is in the long help).
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
 }
@@ -41,14 +51,14 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let gaps: Vec<(u64, u64)> = done.gaps(bound).map(|r| (r.start, r.end)).collect();
     let mut out = Out::new();
     if json {
-        out.json(&json!({
-            "job": job,
-            "records_done": done.len(),
-            "watermark": done.watermark(),
-            "bound": bound,
-            "done": done_list,
-            "gaps": gaps,
-        }))?;
+        out.json(&RangesJson {
+            job: &job,
+            records_done: done.len(),
+            watermark: done.watermark(),
+            bound,
+            done: &done_list,
+            gaps: &gaps,
+        })?;
         out.finish()?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -3,10 +3,10 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::open::JobArgs;
-use crate::output::{self, Out, count};
+use crate::output::{self, JsonFlag, Out, count};
 
 const LONG_ABOUT: &str = "\
 Put dead letters back in line: remove them (all, or the listed ids) and unmark them done in
@@ -16,14 +16,21 @@ running. Ids listed that are not dead letters are named on stderr and otherwise 
 --json prints one object:
   {\"job\": S, \"requeued\": [ID, ...], \"not_dead_letters\": [ID, ...]}";
 
+/// The `--json` shape (see `LONG_ABOUT`).
+#[derive(Serialize)]
+struct RequeueJson<'a> {
+    job: &'a str,
+    requeued: &'a [u64],
+    not_dead_letters: &'a [u64],
+}
+
 /// Put dead letters back in line.
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["all", "ids"])))]
 pub(crate) struct Args {
-    /// Print JSON (the shape is in the long help).
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
     /// Requeue every dead letter.
@@ -56,7 +63,11 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     }
     let mut out = Out::new();
     if json {
-        out.json(&json!({ "job": job, "requeued": requeued, "not_dead_letters": missing }))?;
+        out.json(&RequeueJson {
+            job: &job,
+            requeued: &requeued,
+            not_dead_letters: &missing,
+        })?;
     } else {
         writeln!(
             out,

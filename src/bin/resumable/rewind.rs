@@ -4,10 +4,10 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use resumable::{RewindReport, Store};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::open::JobArgs;
-use crate::output::{self, Out, count};
+use crate::output::{self, JsonFlag, Out, count};
 
 const LONG_ABOUT: &str = "\
 Rewind a job to a snapshot generation: drop every commit after the one the snapshot
@@ -29,9 +29,8 @@ seq is the job's last commit afterwards.";
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct Args {
-    /// Print JSON (the shape is in the long help).
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
     /// The snapshot generation to rewind to (see `resumable snapshots`); 0: the beginning.
@@ -42,17 +41,32 @@ pub(crate) struct Args {
     yes: bool,
 }
 
-pub(crate) fn report_json(r: &RewindReport) -> serde_json::Value {
-    json!({
-        "job": r.job,
-        "generation": r.generation,
-        "seq": r.seq,
-        "records_kept": r.records_kept,
-        "commits_dropped": r.commits_dropped,
-        "outputs_dropped": r.outputs_dropped,
-        "dead_letters_dropped": r.dead_letters_dropped,
-        "snapshots_dropped": r.snapshots_dropped,
-    })
+/// The `--json` shape of `rewind` and `fork` (see `LONG_ABOUT`).
+#[derive(Serialize)]
+pub(crate) struct RewindJson<'a> {
+    job: &'a str,
+    generation: u64,
+    seq: u64,
+    records_kept: u64,
+    commits_dropped: u64,
+    outputs_dropped: u64,
+    dead_letters_dropped: u64,
+    snapshots_dropped: u64,
+}
+
+impl<'a> From<&'a RewindReport> for RewindJson<'a> {
+    fn from(r: &'a RewindReport) -> Self {
+        RewindJson {
+            job: &r.job,
+            generation: r.generation,
+            seq: r.seq,
+            records_kept: r.records_kept,
+            commits_dropped: r.commits_dropped,
+            outputs_dropped: r.outputs_dropped,
+            dead_letters_dropped: r.dead_letters_dropped,
+            snapshots_dropped: r.snapshots_dropped,
+        }
+    }
 }
 
 /// The commit sequence snapshot `generation` reflects (0 for generation 0).
@@ -107,7 +121,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let report = store.rewind(&job, args.to_snapshot)?;
     let mut out = Out::new();
     if json {
-        out.json(&report_json(&report))?;
+        out.json(&RewindJson::from(&report))?;
     } else {
         writeln!(
             out,

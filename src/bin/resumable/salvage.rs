@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use resumable::{SalvageOptions, SalvageReport, Store};
 
 use crate::EXIT_PROBLEM;
-use crate::output::{Out, count};
+use crate::output::{JsonFlag, Out, count};
 
 const LONG_ABOUT: &str = "\
 Recover what a damaged store still holds into a new store, without opening the damaged one:
@@ -49,9 +49,8 @@ pub(crate) struct Args {
     /// The new store to write (must not exist).
     #[arg(long, value_name = "NEW")]
     into: PathBuf,
-    /// Print JSON (the shape is in the long help).
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
     /// When no intact job metadata is found (a single-job store whose metadata page was
     /// destroyed: the report then lists the commits as unattributed), write them as this job.
     #[arg(long, requires = "state_type")]
@@ -72,7 +71,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let report = Store::salvage_with(&args.store, &args.into, &options)?;
     let mut out = Out::new();
     if json {
-        out.json(&serde_json::to_value(&report)?)?;
+        out.json(&report)?;
     } else {
         human(&mut out, &report)?;
     }

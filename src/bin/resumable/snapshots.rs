@@ -4,10 +4,11 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use comfy_table::Cell;
-use serde_json::json;
+use resumable::SnapshotInfo;
+use serde::Serialize;
 
 use crate::open::JobArgs;
-use crate::output::{self, Out, num};
+use crate::output::{self, JsonFlag, Out, num};
 
 const LONG_ABOUT: &str = "\
 List a job's snapshots, oldest first: generation, the commit sequence it reflects, stored
@@ -19,13 +20,36 @@ size, whether its CRC and decoding check out, whether it is pinned (kept from re
     \"time_ms\": N|null}]
 seq and time_ms are null when the snapshot fails its check.";
 
+/// One element of the `--json` array (see `LONG_ABOUT`).
+#[derive(Serialize)]
+struct SnapshotJson {
+    generation: u64,
+    seq: Option<u64>,
+    bytes: u64,
+    valid: bool,
+    pinned: bool,
+    time_ms: Option<u64>,
+}
+
+impl From<&SnapshotInfo> for SnapshotJson {
+    fn from(s: &SnapshotInfo) -> Self {
+        SnapshotJson {
+            generation: s.generation,
+            seq: s.seq,
+            bytes: s.bytes,
+            valid: s.valid,
+            pinned: s.pinned,
+            time_ms: s.time_ms,
+        }
+    }
+}
+
 /// List a job's snapshots.
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct Args {
-    /// Print JSON (the shape is in the long help).
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
 }
@@ -35,20 +59,8 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let snapshots = store.snapshots(&job)?;
     let mut out = Out::new();
     if json {
-        let list: Vec<_> = snapshots
-            .iter()
-            .map(|s| {
-                json!({
-                    "generation": s.generation,
-                    "seq": s.seq,
-                    "bytes": s.bytes,
-                    "valid": s.valid,
-                    "pinned": s.pinned,
-                    "time_ms": s.time_ms,
-                })
-            })
-            .collect();
-        out.json(&serde_json::Value::Array(list))?;
+        let list: Vec<SnapshotJson> = snapshots.iter().map(SnapshotJson::from).collect();
+        out.json(&list)?;
         out.finish()?;
         return Ok(ExitCode::SUCCESS);
     }

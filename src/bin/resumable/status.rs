@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use comfy_table::Cell;
 use resumable::JobStatus;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::open::{self, JobArgs};
-use crate::output::{self, Out, count};
+use crate::output::{self, JsonFlag, Out, count};
 
 const LONG_ABOUT: &str = "\
 Show each job's progress and health: lifecycle state, records done (of the total, when the
@@ -33,31 +33,63 @@ process holds the store crashed; running it again resumes it.";
 #[command(long_about = LONG_ABOUT)]
 #[command(mut_arg("job", |a| a.help("Only this job (default: every job in the store)")))]
 pub(crate) struct Args {
-    /// Print JSON (the shape is in the long help).
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
 }
 
-pub(crate) fn job_json(s: &JobStatus) -> serde_json::Value {
-    json!({
-        "name": s.name,
-        "lifecycle": s.lifecycle.as_str(),
-        "state_type": s.state_type,
-        "schema_version": s.schema_version,
-        "records_done": s.records_done,
-        "total_records": s.total_records,
-        "done_ranges": s.done_ranges,
-        "watermark": s.watermark,
-        "commits": s.commits,
-        "last_commit_seq": (s.commits > 0).then_some(s.commits),
-        "last_commit_ms": s.last_commit_ms,
-        "snapshots": s.snapshots,
-        "dead_letters": s.dead_letters,
-        "recoveries": s.recoveries,
-        "created_ms": s.created_ms,
-    })
+/// The `--json` shape (see `LONG_ABOUT`).
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    store: String,
+    file_bytes: u64,
+    used_bytes: u64,
+    free_bytes: u64,
+    space_exact: bool,
+    jobs: Vec<JobJson<'a>>,
+}
+
+/// One job of [`StatusJson`].
+#[derive(Serialize)]
+struct JobJson<'a> {
+    name: &'a str,
+    lifecycle: &'static str,
+    state_type: &'a str,
+    schema_version: u32,
+    records_done: u64,
+    total_records: Option<u64>,
+    done_ranges: u64,
+    watermark: u64,
+    commits: u64,
+    last_commit_seq: Option<u64>,
+    last_commit_ms: Option<u64>,
+    snapshots: u64,
+    dead_letters: u64,
+    recoveries: u64,
+    created_ms: u64,
+}
+
+impl<'a> From<&'a JobStatus> for JobJson<'a> {
+    fn from(s: &'a JobStatus) -> Self {
+        JobJson {
+            name: &s.name,
+            lifecycle: s.lifecycle.as_str(),
+            state_type: &s.state_type,
+            schema_version: s.schema_version,
+            records_done: s.records_done,
+            total_records: s.total_records,
+            done_ranges: s.done_ranges,
+            watermark: s.watermark,
+            commits: s.commits,
+            last_commit_seq: (s.commits > 0).then_some(s.commits),
+            last_commit_ms: s.last_commit_ms,
+            snapshots: s.snapshots,
+            dead_letters: s.dead_letters,
+            recoveries: s.recoveries,
+            created_ms: s.created_ms,
+        }
+    }
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
@@ -70,14 +102,14 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let space = store.space()?;
     let mut out = Out::new();
     if json {
-        out.json(&json!({
-            "store": args.target.store().display().to_string(),
-            "file_bytes": space.file_bytes,
-            "used_bytes": space.used_bytes,
-            "free_bytes": space.free_bytes,
-            "space_exact": space.exact,
-            "jobs": statuses.iter().map(job_json).collect::<Vec<_>>(),
-        }))?;
+        out.json(&StatusJson {
+            store: args.target.store().display().to_string(),
+            file_bytes: space.file_bytes,
+            used_bytes: space.used_bytes,
+            free_bytes: space.free_bytes,
+            space_exact: space.exact,
+            jobs: statuses.iter().map(JobJson::from).collect(),
+        })?;
         out.finish()?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use resumable::demo::DemoTotals;
 use resumable::{Fold as _, JobOptions, JobState, Store, StoreOptions, VerifyReport};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::EXIT_PROBLEM;
-use crate::open::JobArgs;
-use crate::output::{self, Out, count};
+use crate::failure::CannotOpen;
+use crate::open::{self, JobArgs};
+use crate::output::{self, JsonFlag, Out, count};
 
 const LONG_ABOUT: &str = "\
 Check a store completely: redb's page checksums over the whole file, then per job every
@@ -40,9 +41,8 @@ const ADVICE: &str = "what to do: list the snapshots (`resumable snapshots`) and
 #[command(long_about = LONG_ABOUT)]
 #[command(mut_arg("job", |a| a.help("Only this job (default: every job)")))]
 pub(crate) struct Args {
-    /// Print JSON (the shape is in the long help).
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
 }
@@ -70,24 +70,64 @@ impl JobResult {
         all.extend(self.problems.iter().cloned());
         all
     }
+}
 
-    fn json(&self) -> serde_json::Value {
-        let r = self.report.clone().unwrap_or_default();
-        let problems = self.problems();
-        json!({
-            "job": self.job,
-            "ok": problems.is_empty(),
-            "outputs_checked": r.outputs_checked,
-            "lineage_checked": r.lineage_checked,
-            "snapshots_checked": r.snapshots_checked,
-            "dead_letters_checked": r.dead_letters_checked,
-            "state_replayed": r.state_replayed,
-            "state_replay_note": self.replay_note,
-            "problems": problems
-                .iter()
-                .map(|(item, detail)| json!({ "item": item, "detail": detail }))
-                .collect::<Vec<_>>(),
-        })
+/// The `--json` shape (see `LONG_ABOUT`).
+#[derive(Serialize)]
+struct VerifyJson<'a> {
+    ok: bool,
+    store: String,
+    integrity: IntegrityJson<'a>,
+    jobs: Vec<JobJson<'a>>,
+    first_problem: Option<ProblemJson>,
+}
+
+#[derive(Serialize)]
+struct IntegrityJson<'a> {
+    ok: bool,
+    detail: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JobJson<'a> {
+    job: &'a str,
+    ok: bool,
+    outputs_checked: u64,
+    lineage_checked: u64,
+    snapshots_checked: u64,
+    dead_letters_checked: u64,
+    state_replayed: bool,
+    state_replay_note: Option<&'a str>,
+    problems: Vec<ProblemJson>,
+}
+
+#[derive(Serialize)]
+struct ProblemJson {
+    item: String,
+    detail: String,
+}
+
+impl ProblemJson {
+    fn new((item, detail): (String, String)) -> Self {
+        ProblemJson { item, detail }
+    }
+}
+
+impl<'a> From<&'a JobResult> for JobJson<'a> {
+    fn from(r: &'a JobResult) -> Self {
+        let report = r.report.clone().unwrap_or_default();
+        let problems: Vec<ProblemJson> = r.problems().into_iter().map(ProblemJson::new).collect();
+        JobJson {
+            job: &r.job,
+            ok: problems.is_empty(),
+            outputs_checked: report.outputs_checked,
+            lineage_checked: report.lineage_checked,
+            snapshots_checked: report.snapshots_checked,
+            dead_letters_checked: report.dead_letters_checked,
+            state_replayed: report.state_replayed,
+            state_replay_note: r.replay_note.as_deref(),
+            problems,
+        }
     }
 }
 
@@ -100,6 +140,12 @@ fn describe(e: &resumable::Error) -> (String, String) {
         } => (what.clone(), format!("expected {expected}, got {got}")),
         other => ("job".to_owned(), other.to_string()),
     }
+}
+
+/// The full check of one job (as `resumable verify` runs it, without the page check): its
+/// problems as (item, detail), none when it passes.
+pub(crate) fn check_job(store: &Store, job: &str) -> Vec<(String, String)> {
+    verify_job(store, job).problems()
 }
 
 fn verify_job(store: &Store, job: &str) -> JobResult {
@@ -141,7 +187,9 @@ fn verify_job(store: &Store, job: &str) -> JobResult {
         );
         return result;
     }
-    let opened = store.job::<DemoTotals>(job, JobOptions::new().create(false));
+    // Opened only to replay: the job's input is neither declared nor checked.
+    let opened =
+        store.job::<DemoTotals>(job, JobOptions::new().create(false).input_unchecked(true));
     match opened.and_then(|j| j.verify()) {
         Ok(report) => result.report = Some(report),
         Err(e) => result.problems.push(describe(&e)),
@@ -151,15 +199,13 @@ fn verify_job(store: &Store, job: &str) -> JobResult {
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let path = args.target.store();
-    if std::fs::symlink_metadata(path).is_err() {
-        anyhow::bail!("no store at {}; check the path", path.display());
-    }
+    open::require_file(path)?;
     // Page checksums are checked below, reported as findings rather than an open error.
     let store = StoreOptions::new()
         .create(false)
         .verify_on_open(false)
         .open(path)
-        .map_err(|e| anyhow::Error::new(e).context(format!("cannot open {}", path.display())))?;
+        .map_err(|e| anyhow::Error::new(e).context(CannotOpen(path.to_owned())))?;
     let integrity: Result<(), String> = match store.check_integrity() {
         Ok(true) => Ok(()),
         Ok(false) => Err(
@@ -168,6 +214,12 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         Err(e) => Err(e.to_string()),
     };
     let names = args.target.named_or_all(&store)?;
+    // A job that does not exist is a wrong argument, not damage: fail as every command does.
+    for name in &names {
+        if let Err(e @ resumable::Error::JobNotFound(_)) = store.status(name) {
+            return Err(e.into());
+        }
+    }
     let results: Vec<JobResult> = names.iter().map(|j| verify_job(&store, j)).collect();
     let first_problem = integrity
         .as_ref()
@@ -178,13 +230,16 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
 
     let mut out = Out::new();
     if json {
-        out.json(&json!({
-            "ok": ok,
-            "store": path.display().to_string(),
-            "integrity": { "ok": integrity.is_ok(), "detail": integrity.as_ref().err() },
-            "jobs": results.iter().map(JobResult::json).collect::<Vec<_>>(),
-            "first_problem": first_problem.as_ref().map(|(item, detail)| json!({ "item": item, "detail": detail })),
-        }))?;
+        out.json(&VerifyJson {
+            ok,
+            store: path.display().to_string(),
+            integrity: IntegrityJson {
+                ok: integrity.is_ok(),
+                detail: integrity.as_ref().err().map(String::as_str),
+            },
+            jobs: results.iter().map(JobJson::from).collect(),
+            first_problem: first_problem.clone().map(ProblemJson::new),
+        })?;
     } else {
         match &integrity {
             Ok(()) => writeln!(out, "store {}: page checksums ok", path.display())?,

@@ -1,0 +1,213 @@
+//! Durable acknowledgements across SIGKILL: a child process (this test binary re-executed
+//! with `RESUMABLE_CRASH_CHILD=acks:PATH`) runs a `Runner` with two workers over 2,000
+//! records on a real store file, durable groups of at most 7 records, and prints
+//! `ACK <seq> <records> <replayed>` from its `on_durable` callback; the parent kills it at
+//! random moments and restarts it until it prints `DONE`.
+//!
+//! Proves the acknowledgement contract: within each incarnation acknowledgements come in
+//! commit order without a gap, the first one never skips past what earlier incarnations
+//! announced, and at the end every durable commit of the job was announced at least once,
+//! each time with exactly the records its lineage entry holds.
+//! `RESUMABLE_ACK_KILLS` (default 40 x `RESUMABLE_CRASH_SCALE`) sets the kill target and
+//! `RESUMABLE_ACK_SEED` replays a campaign; the seed is printed.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use resumable::{
+    CommitPolicy, Discard, IdSource, JobOptions, ProcessError, Runner, Store, StoreOptions,
+};
+
+use crate::model::{env_u64, scale};
+
+const RECORDS: u64 = 2_000;
+
+fn options() -> JobOptions {
+    JobOptions::new()
+        .total_records(RECORDS)
+        .commit_policy(CommitPolicy::new().max_group_records(7))
+        .progress_every_commits(16)
+}
+
+/// The child: run the job to the end, announcing each durable commit on stdout.
+pub fn child(path: &str) {
+    let store = Store::open(path).expect("child: open");
+    let job = store
+        .job::<Discard<u64>>("acks", options())
+        .expect("child: job");
+    let report = Runner::new(job)
+        .workers(2)
+        .complete_on_end(true)
+        .on_durable(|ack| {
+            println!(
+                "ACK {} {} {}",
+                ack.seq,
+                ack.records(),
+                u8::from(ack.replayed)
+            );
+        })
+        .run(
+            IdSource::new(0..RECORDS, Ok),
+            |ctx, _| -> Result<u64, ProcessError> {
+                let id = ctx.id;
+                // Some work, so kills land between and during commits alike.
+                std::hint::black_box((0..2_000u64).fold(id, |a, b| a.rotate_left(5) ^ b));
+                Ok(id * 3)
+            },
+        )
+        .expect("child: run");
+    println!("DONE {}", report.job.last_seq());
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n
+    }
+}
+
+#[test]
+fn every_durable_commit_is_announced_at_least_once_in_order_across_kills() {
+    let target = env_u64("RESUMABLE_ACK_KILLS", 40 * scale());
+    let seed = env_u64(
+        "RESUMABLE_ACK_SEED",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+    );
+    println!("ack campaign: seed {seed} (replay with RESUMABLE_ACK_SEED={seed})");
+    let mut rng = Rng(seed);
+    let started = Instant::now();
+    let (mut kills, mut jobs, mut replayed, mut announced_total) = (0u64, 0u64, 0u64, 0u64);
+    while kills < target {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acks.redb");
+        // seq -> records, as announced (every announcement of a seq must agree).
+        let mut announced: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut incarnations = 0u64;
+        loop {
+            incarnations += 1;
+            assert!(incarnations < 10_000, "seed {seed}: the job never finished");
+            let mut child = Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "bad_input::child_entry",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("RESUMABLE_CRASH_CHILD", format!("acks:{}", path.display()))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let (tx, rx) = mpsc::channel();
+            let reader = std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            let deadline = Instant::now() + Duration::from_micros(rng.below(60_000));
+            let mut lines = Vec::new();
+            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                lines.push(line);
+            }
+            let done_early = lines.iter().any(|l| l.contains("DONE "));
+            let killed = !done_early && child.try_wait().unwrap().is_none();
+            if killed {
+                child.kill().unwrap();
+                kills += 1;
+            }
+            let status = child.wait().unwrap();
+            reader.join().unwrap();
+            lines.extend(rx.try_iter());
+            let mut prev: Option<u64> = None;
+            let mut done = false;
+            for line in &lines {
+                if line.contains("DONE ") {
+                    done = true;
+                    continue;
+                }
+                // libtest prints "test ... " without a newline before the child's first line.
+                let Some((_, rest)) = line.split_once("ACK ") else {
+                    continue;
+                };
+                let fields: Vec<u64> = rest
+                    .split(' ')
+                    .map(|f| f.parse().unwrap_or(u64::MAX))
+                    .collect();
+                let [seq, records, was_replayed] = fields[..] else {
+                    panic!("seed {seed}: bad ack line {line:?}");
+                };
+                if let Some(p) = prev {
+                    assert_eq!(seq, p + 1, "seed {seed}: acks out of order or with a gap");
+                } else {
+                    let max = announced.keys().next_back().copied().unwrap_or(0);
+                    assert!(
+                        seq <= max + 1,
+                        "seed {seed}: a restart skipped commits {}..{seq} never announced",
+                        max + 1
+                    );
+                }
+                prev = Some(seq);
+                if let Some(&before) = announced.get(&seq) {
+                    assert_eq!(
+                        before, records,
+                        "seed {seed}: commit {seq} announced with other records"
+                    );
+                }
+                announced.insert(seq, records);
+                announced_total += 1;
+                replayed += u64::from(was_replayed == 1);
+            }
+            if done {
+                assert!(
+                    status.success() || killed,
+                    "seed {seed}: child failed after DONE"
+                );
+                break;
+            }
+            assert!(
+                killed || status.success(),
+                "seed {seed}: child died on its own: {status:?} after {lines:?}"
+            );
+        }
+        // Every durable commit of the finished job was announced, with its records.
+        let store = StoreOptions::new().read_only(true).open(&path).unwrap();
+        let status = store.status("acks").unwrap();
+        assert_eq!(status.records_done, RECORDS);
+        let lineage = store.lineage("acks", 1, usize::MAX).unwrap();
+        assert_eq!(lineage.len() as u64, status.commits);
+        for entry in &lineage {
+            let records = entry.done_ids().count() as u64;
+            assert_eq!(
+                announced.get(&entry.seq),
+                Some(&records),
+                "seed {seed}: durable commit {} was never announced (or with other records)",
+                entry.seq
+            );
+        }
+        assert!(
+            announced.keys().all(|&s| s <= status.commits),
+            "seed {seed}: a commit that is not in the store was announced"
+        );
+        jobs += 1;
+    }
+    println!(
+        "ack campaign: {kills} kills over {jobs} jobs of {RECORDS} records; {announced_total} \
+         acks, {replayed} of them replayed after a restart; every durable commit announced; \
+         {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
