@@ -526,6 +526,19 @@ fn cli_salvage_json_parses_and_exit_codes_follow_the_outcome() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, original) = base_store(dir.path());
     damage(&path, |b| b[64..320].fill(0));
+    // A read command on the unopenable store: exit 1, a JSON error that points at salvage.
+    let status = assert_cmd::Command::cargo_bin("resumable")
+        .expect("binary")
+        .args(["status", "--json"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(status.status.code(), Some(1), "{status:?}");
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON error");
+    assert_eq!(v["error"]["kind"], "unopenable", "{v}");
+    let advice = v["error"]["advice"].as_str().expect("advice");
+    assert!(advice.contains("resumable salvage"), "{advice}");
+
     let into = dir.path().join("cli.redb");
     let out = assert_cmd::Command::cargo_bin("resumable")
         .expect("binary")
