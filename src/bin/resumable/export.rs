@@ -21,7 +21,12 @@ this build knows (the demo job); for any other job it is the stored payload (bin
 lowercase hex string.
 
 csv: a header line, then one row per output: `id,` and the output's fields (for a JSON
-object; nested values are written as JSON), or `id,payload_hex` for unknown output types.";
+object; nested values are written as JSON), or `id,payload_hex` for unknown output types.
+
+--since-seq SEQ exports only the outputs of the commits after commit SEQ, in commit order
+(and, within a commit, id order) instead of id order, each jsonl line then carrying its
+commit: {\"id\":ID,\"seq\":SEQ,\"output\":OUTPUT}. A downstream consumer keeps the last
+seq it consumed and asks for what came after: the store is the outbox.";
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Format {
@@ -44,6 +49,9 @@ pub(crate) struct Args {
     /// Last id to export (inclusive).
     #[arg(long)]
     to: Option<u64>,
+    /// Only the outputs of commits after this one, in commit order (see the long help).
+    #[arg(long, value_name = "SEQ", conflicts_with_all = ["from", "to"])]
+    since_seq: Option<u64>,
 }
 
 /// How a job's output payloads become JSON.
@@ -114,6 +122,30 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ));
     }
     let mut out = Out::new();
+    if let Some(since) = args.since_seq {
+        let mut failed: Option<anyhow::Error> = None;
+        store.for_each_output_since(&job, since, |output| {
+            let line = decoder.json(&output).and_then(|text| {
+                Ok(writeln!(
+                    out,
+                    "{{\"id\":{},\"seq\":{},\"output\":{text}}}",
+                    output.id, output.seq
+                )?)
+            });
+            match line {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    failed = Some(e);
+                    Ok(false)
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        out.finish()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut columns: Option<Vec<String>> = None;
     let mut failed: Option<anyhow::Error> = None;
     store.for_each_output(&job, args.from..end, |output| {
