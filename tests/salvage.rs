@@ -626,10 +626,15 @@ proptest! {
         let mut bytes = bytes.clone();
         for d in &damages {
             let n = bytes.len();
+            if n == 0 {
+                break;
+            }
             match *d {
                 Damage::ZeroPage(p) => {
-                    let p = p % (n / PAGE);
-                    bytes[p * PAGE..(p + 1) * PAGE].fill(0);
+                    if n >= PAGE {
+                        let p = p % (n / PAGE);
+                        bytes[p * PAGE..(p + 1) * PAGE].fill(0);
+                    }
                 }
                 Damage::FlipByte(o, b) => bytes[o % n] ^= b,
                 Damage::ZeroRange(o, l) => {
