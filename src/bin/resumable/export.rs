@@ -54,6 +54,10 @@ pub(crate) struct Args {
     since_seq: Option<u64>,
 }
 
+/// The state type recorded by jobs with a Python fold (`python/src/fold.rs`); their
+/// outputs are `resumable::Json`.
+const PYTHON_FOLD_STATE_TYPE: &str = "resumable.python.JsonState/1";
+
 /// How a job's output payloads become JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Decoder {
@@ -66,7 +70,9 @@ impl Decoder {
     pub(crate) fn for_state_type(state_type: &str) -> Self {
         if state_type == DemoTotals::type_name() {
             Decoder::Demo
-        } else if state_type == resumable::Json::discard_type_name() {
+        } else if state_type == resumable::Json::discard_type_name()
+            || state_type == PYTHON_FOLD_STATE_TYPE
+        {
             Decoder::Json
         } else {
             Decoder::Hex
