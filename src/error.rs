@@ -66,6 +66,20 @@ pub enum Error {
         got: String,
     },
 
+    /// The storage engine cannot open the file at all (its commit slots, or the pages they
+    /// lead to, are damaged), so no command that reads the store through it can run, `verify`
+    /// included. The committed records are usually still in the file: `resumable salvage`
+    /// reads them from its raw bytes into a new store.
+    #[error(
+        "{path} cannot be opened: {reason}; no command can read it as a store (`verify` fails the same way): recover its committed records with `resumable salvage {path} --into NEW.redb`, or restore the file from a backup (docs/RUNBOOK.md, \"Backups\")"
+    )]
+    Unopenable {
+        /// The file that was opened.
+        path: PathBuf,
+        /// What the storage engine reported.
+        reason: String,
+    },
+
     /// The job exists with a different state type, schema version, input manifest or
     /// input size.
     #[error(
@@ -171,6 +185,7 @@ impl Error {
             Error::NotAStore { .. } => "NotAStore",
             Error::UnsupportedFormat { .. } => "UnsupportedFormat",
             Error::Corrupt { .. } => "Corrupt",
+            Error::Unopenable { .. } => "Unopenable",
             Error::JobMismatch { .. } => "JobMismatch",
             Error::JobNotFound(_) => "JobNotFound",
             Error::Locked { .. } => "Locked",

@@ -114,6 +114,7 @@ pub use runner::{
     RetryPolicy, RunEnd, RunReport, Runner, Source, Stats, StatsHandle, StopHandle,
 };
 pub use store::{
-    Compaction, DeadLetter, FORMAT_VERSION, JobStatus, Problem, RewindReport, SnapshotInfo,
-    SpaceInfo, Store, StoreOptions, StoredOutput, VerifyReport,
+    ChainStop, Compaction, DeadLetter, FORMAT_VERSION, JobStatus, Problem, RewindReport,
+    SalvageOptions, SalvageReport, SalvagedJob, SnapshotInfo, SpaceInfo, Store, StoreOptions,
+    StoredOutput, UnusedSegment, VerifyReport,
 };

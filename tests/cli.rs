@@ -818,7 +818,7 @@ fn json_commands_print_an_error_object_when_they_fail() {
         let v = json_error(&[cmd, s(&truncated), "--json"], 1);
         let kind = v["error"]["kind"].as_str().unwrap();
         assert!(
-            ["corrupt", "storage", "not_a_store"].contains(&kind),
+            ["unopenable", "corrupt", "storage", "not_a_store"].contains(&kind),
             "{cmd}: {v}"
         );
         let advice = v["error"]["advice"].as_str().unwrap();

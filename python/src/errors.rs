@@ -111,7 +111,7 @@ pub(crate) fn to_py(e: &resumable::Error) -> PyErr {
     match e {
         E::NotAStore { .. } => NotAStoreError::new_err(msg),
         E::UnsupportedFormat { .. } => UnsupportedFormatError::new_err(msg),
-        E::Corrupt { .. } => CorruptError::new_err(msg),
+        E::Corrupt { .. } | E::Unopenable { .. } => CorruptError::new_err(msg),
         E::JobMismatch { .. } => JobMismatchError::new_err(msg),
         E::JobNotFound(_) => JobNotFoundError::new_err(msg),
         E::Locked { .. } => LockedError::new_err(msg),

@@ -32,11 +32,73 @@ pub(super) fn initialize(db: &Database) -> Result<()> {
     Ok(())
 }
 
-fn temp_path(path: &Path) -> PathBuf {
+fn temp_prefix(path: &Path) -> String {
     let name = path
         .file_name()
         .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.creating-{}", std::process::id()))
+    format!(".{name}.creating-")
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    path.with_file_name(format!("{}{}", temp_prefix(path), std::process::id()))
+}
+
+/// Removes `.NAME.creating-PID` files left beside `path` by a creation that crashed, when
+/// process PID is gone (no `/proc/PID`). Off Linux, where that cannot be told cheaply, they
+/// are left and logged. Failures are logged, never raised: the leftovers take space but do
+/// no harm.
+pub(super) fn remove_stale_temporaries(path: &Path) {
+    let prefix = temp_prefix(path);
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix.as_str()))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let leftover = entry.path();
+        if !cfg!(target_os = "linux") {
+            tracing::warn!(file = %leftover.display(), "leftover of an interrupted store creation; remove it if process {pid} is gone");
+            continue;
+        }
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        match fs::remove_file(&leftover) {
+            Ok(()) => tracing::warn!(
+                file = %leftover.display(),
+                pid,
+                "removed the leftover of a store creation interrupted by a crash"
+            ),
+            Err(e) => tracing::warn!(
+                file = %leftover.display(),
+                error = %e,
+                "cannot remove the leftover of an interrupted store creation"
+            ),
+        }
+    }
+}
+
+/// Creates a new store at `path` atomically, filled by `fill` (given the new database after
+/// the store-wide tables are written), failing with `AlreadyExists` as [`Error::Io`] if
+/// `path` exists. Used to write a store that must not replace or merge with another (salvage).
+pub(super) fn create_new_filled(
+    path: &Path,
+    fill: impl FnOnce(&Database) -> Result<()>,
+) -> Result<()> {
+    let tmp = temp_path(path);
+    let result = build_filled(path, &tmp, |b| b, fill, true);
+    let _ = fs::remove_file(&tmp);
+    result
 }
 
 /// Creates a store at `path` atomically. `wrap` lets tests put a fault-injecting layer
@@ -57,6 +119,16 @@ fn build<B: StorageBackend>(
     tmp: &Path,
     wrap: impl FnOnce(FileBackend) -> B,
 ) -> Result<()> {
+    build_filled(path, tmp, wrap, |_| Ok(()), false)
+}
+
+fn build_filled<B: StorageBackend>(
+    path: &Path,
+    tmp: &Path,
+    wrap: impl FnOnce(FileBackend) -> B,
+    fill_rows: impl FnOnce(&Database) -> Result<()>,
+    exclusive: bool,
+) -> Result<()> {
     let file = File::options()
         .read(true)
         .write(true)
@@ -69,12 +141,13 @@ fn build<B: StorageBackend>(
             .create_with_backend(wrap(backend))
             .map_err(storage)?;
         initialize(&db)?;
+        fill_rows(&db)?;
     }
     File::open(tmp)?.sync_all()?;
     match fs::hard_link(tmp, path) {
         Ok(()) => {}
         // Another process created the store first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && !exclusive => return Ok(()),
         Err(e) => return Err(Error::from(e)),
     }
     sync_dir(path)

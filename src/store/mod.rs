@@ -30,6 +30,7 @@ mod progress_mark;
 mod read;
 mod records;
 mod repair;
+pub(crate) mod salvage;
 mod segment;
 mod snapshots;
 mod space;
@@ -40,6 +41,7 @@ mod write;
 pub use inspect::{DeadLetter, JobStatus, SnapshotInfo, StoredOutput};
 pub use open::{FORMAT_VERSION, Store, StoreOptions};
 pub use repair::RewindReport;
+pub use salvage::{ChainStop, SalvageOptions, SalvageReport, SalvagedJob, UnusedSegment};
 pub use space::{Compaction, SpaceInfo};
 pub use verify::{Problem, VerifyReport};
 

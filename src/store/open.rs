@@ -8,7 +8,7 @@ use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, WriteTransaction};
 
 use super::create;
-use super::errors::{open_error, storage};
+use super::errors::{open_error, storage, unopenable};
 use super::tables;
 use crate::error::{Error, Result};
 
@@ -49,7 +49,7 @@ impl StoreOptions {
     }
 
     /// Check the whole file's page checksums on open (redb's integrity check), so a damaged
-    /// file is refused with [`Error::Corrupt`] instead of being read. Default: `true`.
+    /// file is refused with [`Error::Unopenable`] instead of being read. Default: `true`.
     ///
     /// The check reads the whole file: it costs about as much as reading it once (see the
     /// benchmarks in docs/BENCHMARKS.md). Turning it off opens faster; damage is then found only by
@@ -83,11 +83,13 @@ impl StoreOptions {
     ///
     /// # Errors
     /// [`Error::NotAStore`] for a zero-byte, foreign or non-`resumable` file;
-    /// [`Error::Corrupt`] for a damaged one; [`Error::Locked`] when another process (or
+    /// [`Error::Unopenable`] for a damaged one (recover it with [`Store::salvage`]);
+    /// [`Error::Locked`] when another process (or
     /// another `Store` in this one) has it open for writing; [`Error::UnsupportedFormat`]
     /// for a newer format; [`Error::Io`] for file-system errors.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref();
+        create::remove_stale_temporaries(path);
         match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !self.create || self.read_only {
@@ -115,7 +117,7 @@ impl StoreOptions {
         }
         // redb verifies page checksums only when asked (verify_on_open, read-write): a plain
         // or read-only open of a damaged file can panic inside redb. Such a panic is turned
-        // into `Corrupt` here rather than unwinding through the caller.
+        // into `Unopenable` here rather than unwinding through the caller.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let db = if self.read_only {
                 let db = self
@@ -129,16 +131,16 @@ impl StoreOptions {
             };
             Store::from_db(db, path.display().to_string(), Some(path.to_owned()))
         }));
+        let opened = opened.map(|result| result.map_err(|e| unopenable(path, e)));
         opened.unwrap_or_else(|payload| {
             let detail = match Error::from_panic("opening the store", payload.as_ref()) {
                 Error::Panicked { message, .. } => message,
                 other => other.to_string(),
             };
-            Err(Error::corrupt(
-                format!("store file {}", path.display()),
-                "pages redb can read",
-                format!("damaged pages (redb: {detail})"),
-            ))
+            Err(Error::Unopenable {
+                path: path.to_owned(),
+                reason: format!("damaged pages (redb: {detail})"),
+            })
         })
     }
 

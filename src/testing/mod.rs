@@ -47,5 +47,7 @@
 
 pub mod decoders;
 mod fault_disk;
+mod salvage;
 
 pub use fault_disk::{Fault, FaultBackend, FaultDisk, LossModel};
+pub use salvage::{ScannedSegment, salvage_scan};

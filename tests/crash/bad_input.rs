@@ -2,7 +2,7 @@
 //! with the wrong state type, schema version or input manifest, a second process on the
 //! same store, a full disk and a read-only file system.
 //!
-//! Proves each case gets a specific typed error (`Corrupt`, `NotAStore`,
+//! Proves each case gets a specific typed error (`Corrupt`, `Unopenable`, `NotAStore`,
 //! `UnsupportedFormat`, `JobMismatch`, `Locked`, `DiskFull`, `Io`) or a store whose every
 //! check passes and whose data equals the undamaged store (never silently wrong data), never
 //! a panic or an abort, and that the store stays at its last good commit. Damage cases run
@@ -82,6 +82,7 @@ fn assert_typed(case: &str, counts: &BTreeMap<String, u64>) {
                 "intact"
                     | "detected-by-verify"
                     | "refused-Corrupt"
+                    | "refused-Unopenable"
                     | "refused-NotAStore"
                     | "refused-UnsupportedFormat"
                     | "refused-JobNotFound"

@@ -1,4 +1,4 @@
-//! Runs the three cargo-fuzz target bodies (`fuzz_bodies.rs`) over a seeded, deterministic
+//! Runs the four cargo-fuzz target bodies (`fuzz_bodies.rs`) over a seeded, deterministic
 //! corpus, so CI exercises every target without cargo-fuzz, plus every regression input the
 //! fuzz campaigns turned up.
 //!
@@ -7,11 +7,12 @@
 //! bytes (the allocation limit is checked by the fuzz target's `-malloc_limit_mb`: the crate
 //! forbids `unsafe`, so this test binary cannot install a counting allocator); and
 //! `store_open` damage never panics and never yields a store that passes every check with
-//! wrong data. `RESUMABLE_CRASH_SCALE` multiplies the corpus sizes.
+//! wrong data; `salvage_scan` finds, in arbitrary bytes and damaged images, only segments
+//! the store's own reader accepts, each byte for byte the committed one. `RESUMABLE_CRASH_SCALE` multiplies the corpus sizes.
 
 use std::collections::BTreeMap;
 
-use crate::fuzz_bodies::{OpenOutcome, codec_decode, crash_resume, store_open};
+use crate::fuzz_bodies::{OpenOutcome, codec_decode, crash_resume, salvage_scan, store_open};
 use crate::model::scale;
 
 /// Deterministic pseudo-random bytes.
@@ -86,6 +87,27 @@ fn store_open_body_over_seeded_corpus_never_panics_or_returns_wrong_data() {
     }
     println!(
         "fuzz corpus: store_open: {} damaged stores: {outcomes:?}",
+        inputs.len()
+    );
+}
+
+#[test]
+fn salvage_scan_body_over_seeded_corpus_finds_only_committed_segments() {
+    let mut inputs = corpus(0x5A17_0A6E, 400 * scale() as usize, 48);
+    // Arbitrary bytes around real segments (odd first byte: scanned as they are).
+    let image = crate::fuzz_bodies::good_store_image();
+    for (k, chunk) in image.chunks(4096).enumerate().take(64) {
+        let mut input = vec![1u8];
+        input.extend_from_slice(&chunk[..chunk.len().min(1 + k * 61 % 4096)]);
+        inputs.push(input);
+    }
+    let mut found = 0;
+    for input in &inputs {
+        found += salvage_scan(input);
+    }
+    assert!(found > 0, "the damaged images still hold segments");
+    println!(
+        "fuzz corpus: salvage_scan: {} inputs, {found} segments found",
         inputs.len()
     );
 }

@@ -113,6 +113,7 @@ fn advice(e: &resumable::Error, at_open: bool) -> &'static str {
     use resumable::Error as E;
     match e {
         E::Corrupt { .. } | E::Storage(_) if at_open => UNOPENABLE,
+        E::Unopenable { .. } => UNOPENABLE,
         E::NotAStore { .. } => {
             "check the path; if this file was a store, it is damaged beyond opening: `resumable salvage STORE --into NEW` copies out what still verifies, or restore it from a backup"
         }

@@ -22,6 +22,7 @@ mod report;
 mod requeue;
 mod rewind;
 mod run;
+mod salvage;
 mod snapshots;
 mod status;
 mod verify;
@@ -87,6 +88,7 @@ enum Command {
     Fork(fork::Args),
     Compact(compact::Args),
     Report(report::Args),
+    Salvage(salvage::Args),
     /// Pin a snapshot generation: keep it from retention (a savepoint).
     Pin(pin::PinArgs),
     /// Unpin a snapshot generation: hand it back to retention.
@@ -186,6 +188,7 @@ impl Command {
             Command::Fork(a) => a.output.json,
             Command::Compact(a) => a.output.json,
             Command::Report(a) => a.output.json,
+            Command::Salvage(a) => a.output.json,
             Command::Pin(a) | Command::Unpin(a) => a.output.json,
         }
     }
@@ -208,6 +211,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Fork(a) => fork::run(a, a.output.json),
         Command::Compact(a) => compact::run(a, a.output.json),
         Command::Report(a) => report::run(a, a.output.json),
+        Command::Salvage(a) => salvage::run(a, a.output.json),
         Command::Pin(a) => pin::run(a, a.output.json, true),
         Command::Unpin(a) => pin::run(a, a.output.json, false),
     }
