@@ -57,7 +57,7 @@ pub(crate) struct NewJob {
     /// Bring done ranges and the id index up to date every this many commits.
     pub progress_every_commits: u64,
     /// Describes the job's types for its `types` table; called only when creating it.
-    pub describe_types: Option<fn() -> Vec<(&'static str, Vec<u8>)>>,
+    pub describe_types: Option<crate::typed::DescribeTypes>,
 }
 
 /// What a reopen may change about a job's declared input (manifest and size).

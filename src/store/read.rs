@@ -300,7 +300,7 @@ impl<'a> SeqOrder<'a> {
 impl super::open::Store {
     /// The rows of job `job`'s `types` table; `None` when the job has no such table (it was
     /// created before type descriptions were recorded).
-    pub(crate) fn read_job_types(&self, job: &str) -> Result<Option<Vec<(String, Vec<u8>)>>> {
+    pub(crate) fn read_job_types(&self, job: &str) -> Result<Option<crate::typed::TypeRows>> {
         let txn = self.inner.begin_read()?;
         super::meta::require(&txn, job)?;
         let Some(t) = open_table_ro(&txn, JobTables::new(job).types())? else {

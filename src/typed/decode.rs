@@ -11,10 +11,10 @@
 //! - newtype structs: the inner value; tuples, tuple structs, structs: the fields in order.
 //! - enums: the variant index as a varint `u32`, then the variant's fields.
 //!
-//! The JSON mapping is serde_json's: structs are objects, enums externally tagged (a unit
+//! The JSON mapping is `serde_json`'s: structs are objects, enums externally tagged (a unit
 //! variant is its name as a string), map keys are strings (numbers, chars and bools as
 //! their text), bytes are arrays of numbers, non-finite floats are `null`. Integers beyond
-//! 64 bits that JSON numbers cannot hold are written as decimal strings (serde_json refuses
+//! 64 bits that JSON numbers cannot hold are written as decimal strings (`serde_json` refuses
 //! them).
 //!
 //! Hostile bytes never panic nor loop: every length is checked against the remaining input
@@ -108,7 +108,7 @@ impl<'a> Decoder<'a> {
     fn signed(&mut self, max: u128) -> Result<i128, String> {
         let n = self.unsigned(max)?;
         // Zigzag: 0, -1, 1, -2, ... ; `n >> 1` fits i128 since n <= u128::MAX.
-        let magnitude = (n >> 1) as i128;
+        let magnitude = (n >> 1).cast_signed();
         Ok(if n & 1 == 0 {
             magnitude
         } else {
@@ -298,7 +298,7 @@ fn float(f: f64) -> Value {
     Number::from_f64(f).map_or(Value::Null, Value::Number)
 }
 
-/// A map key as serde_json writes it: strings as they are, other scalars as their text.
+/// A map key as `serde_json` writes it: strings as they are, other scalars as their text.
 fn map_key(key: Value) -> String {
     match key {
         Value::String(s) => s,

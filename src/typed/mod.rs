@@ -142,6 +142,12 @@ impl Store {
     }
 }
 
+/// Makes the rows of a new job's `types` table (`(key, JSON)`).
+pub(crate) type DescribeTypes = fn() -> Vec<(&'static str, Vec<u8>)>;
+
+/// Rows of a job's `types` table as stored: `(key, JSON)`.
+pub(crate) type TypeRows = Vec<(String, Vec<u8>)>;
+
 /// The rows of a new job's `types` table for state type `S`: traced here, once, at creation.
 pub(crate) fn describe_job<S: Fold>() -> Vec<(&'static str, Vec<u8>)> {
     [

@@ -1,4 +1,4 @@
-//! The decoder against bincode + serde_json: `decode_json(bincode(v)) == to_value(v)` for
+//! The decoder against bincode + `serde_json`: `decode_json(bincode(v)) == to_value(v)` for
 //! user-like types, and random bytes never panic.
 
 use std::collections::BTreeMap;
@@ -83,7 +83,7 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     crate::codec::encode(v).unwrap_or_default()
 }
 
-/// serde_json refuses integers beyond 64 bits; the decoder writes them as strings.
+/// `serde_json` refuses integers beyond 64 bits; the decoder writes them as strings.
 fn expected(row: &Row) -> serde_json::Value {
     let mut fitting = row.clone();
     fitting.big = 0;

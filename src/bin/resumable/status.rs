@@ -8,6 +8,7 @@ use comfy_table::Cell;
 use resumable::JobStatus;
 use serde::Serialize;
 
+use crate::export::Decoder;
 use crate::open::{self, JobArgs};
 use crate::output::{self, JsonFlag, Out, count};
 
@@ -24,7 +25,11 @@ estimated from the tables' sizes after the usual read-only one).
              \"state_type\": S, \"schema_version\": N, \"records_done\": N, \"total_records\": N|null,
              \"done_ranges\": N, \"watermark\": N, \"commits\": N, \"last_commit_seq\": N|null,
              \"last_commit_ms\": N|null, \"snapshots\": N, \"dead_letters\": N, \"recoveries\": N,
-             \"created_ms\": N}]}
+             \"created_ms\": N, \"outputs\": \"typed\"|\"json\"|\"demo\"|\"hex\",
+             \"outputs_hex_reason\": S|null}]}
+\"outputs\" says how `resumable export` shows the job's outputs: through the output type's
+description recorded at creation (typed), as JSON (json, demo), or as hex, with the reason
+(jobs created before this version, or types that cannot be described).
 Times are milliseconds since the Unix epoch. A job whose lifecycle is \"running\" while no
 process holds the store crashed; running it again resumes it.";
 
@@ -68,10 +73,12 @@ struct JobJson<'a> {
     dead_letters: u64,
     recoveries: u64,
     created_ms: u64,
+    outputs: &'static str,
+    outputs_hex_reason: Option<&'a str>,
 }
 
-impl<'a> From<&'a JobStatus> for JobJson<'a> {
-    fn from(s: &'a JobStatus) -> Self {
+impl<'a> JobJson<'a> {
+    fn new(s: &'a JobStatus, decoder: &'a Decoder) -> Self {
         JobJson {
             name: &s.name,
             lifecycle: s.lifecycle.as_str(),
@@ -88,6 +95,8 @@ impl<'a> From<&'a JobStatus> for JobJson<'a> {
             dead_letters: s.dead_letters,
             recoveries: s.recoveries,
             created_ms: s.created_ms,
+            outputs: decoder.kind(),
+            outputs_hex_reason: decoder.hex_reason(),
         }
     }
 }
@@ -99,6 +108,10 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|n| store.status(n))
         .collect::<resumable::Result<Vec<_>>>()?;
+    let decoders: Vec<Decoder> = statuses
+        .iter()
+        .map(|s| Decoder::for_job(&store, &s.name, &s.state_type))
+        .collect();
     let space = store.space()?;
     let mut out = Out::new();
     if json {
@@ -108,7 +121,11 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             used_bytes: space.used_bytes,
             free_bytes: space.free_bytes,
             space_exact: space.exact,
-            jobs: statuses.iter().map(JobJson::from).collect(),
+            jobs: statuses
+                .iter()
+                .zip(&decoders)
+                .map(|(s, d)| JobJson::new(s, d))
+                .collect(),
         })?;
         out.finish()?;
         return Ok(ExitCode::SUCCESS);
@@ -124,7 +141,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     if statuses.is_empty() {
         writeln!(out, "no jobs yet")?;
     }
-    for s in &statuses {
+    for (s, decoder) in statuses.iter().zip(&decoders) {
         writeln!(out)?;
         let mut t = output::table(&["job", &s.name]);
         let done = match s.total_records {
@@ -173,6 +190,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             "state type".into(),
             format!("{} (schema {})", s.state_type, s.schema_version),
         ]);
+        t.add_row(vec!["outputs".into(), decoder.describe()]);
         t.add_row(vec!["created".into(), output::time(s.created_ms)]);
         out.table(&t)?;
     }
