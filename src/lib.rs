@@ -86,6 +86,7 @@ mod bytes;
 mod codec;
 pub mod demo;
 mod error;
+mod input;
 mod job;
 mod json;
 mod lifecycle;
@@ -100,6 +101,7 @@ pub mod typed;
 
 pub use bytes::Bytes;
 pub use error::{BoxError, Error, Result};
+pub use input::{FileInput, FileInputBuilder, FileSource, InputFormat, InputRecord};
 pub use job::{
     CommitPolicy, CommitReceipt, Discard, Durability, Fold, FoldFn, Job, JobOptions, JobStats,
     Submission, manifest_digest,

@@ -53,6 +53,21 @@ pub struct JobStatus {
     pub created_ms: u64,
 }
 
+impl JobStatus {
+    /// Records done with an output (done records minus dead letters).
+    #[must_use]
+    pub fn records_with_output(&self) -> u64 {
+        self.records_done.saturating_sub(self.dead_letters)
+    }
+
+    /// Whether the job completed while records are still dead letters: it reached the end
+    /// of its input, but not every record has an output.
+    #[must_use]
+    pub fn completed_with_dead_letters(&self) -> bool {
+        self.lifecycle == JobState::Completed && self.dead_letters > 0
+    }
+}
+
 /// One stored snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]

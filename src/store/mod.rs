@@ -19,6 +19,7 @@
 mod claim;
 mod create;
 mod errors;
+pub(crate) mod input;
 mod inspect;
 mod job_store;
 mod meta;

@@ -38,8 +38,10 @@ yet durable); at the end it prints a summary.
   {\"store\": PATH, \"job\": S, \"end\": \"finished\"|\"stopped\"|\"already_done\",
    \"lifecycle\": S, \"records_total\": N, \"records_done\": N, \"processed\": N,
    \"skipped\": N, \"retried\": N, \"dead_lettered\": N, \"commits\": N,
-   \"elapsed_ms\": N, \"records_per_s\": F}
-processed counts outputs committed by this run; skipped, records already done before it.";
+   \"elapsed_ms\": N, \"records_per_s\": F, \"dead_letters\": N}
+processed counts outputs committed by this run; skipped, records already done before it;
+dead_lettered, records dead-lettered by this run; dead_letters, the job's dead letters now
+(a finished job with dead letters is \"completed with N dead letters\").";
 
 /// Run the built-in demo job (creates STORE, or resumes it).
 #[derive(clap::Args, Debug)]
@@ -98,10 +100,13 @@ struct SummaryJson<'a> {
     commits: u64,
     elapsed_ms: u64,
     records_per_s: f64,
+    dead_letters: u64,
 }
 
 struct Summary {
     end: &'static str,
+    /// Dead letters of the job (all runs), read after the run.
+    dead_letters: u64,
     lifecycle: JobState,
     records_done: u64,
     skipped: u64,
@@ -161,6 +166,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             );
         }
         Summary {
+            dead_letters: 0,
             end: "already_done",
             lifecycle: JobState::Completed,
             records_done: job.done_count(),
@@ -188,6 +194,8 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         run_job(args, job, &demo, workers, done_before, started)?
     };
 
+    let mut summary = summary;
+    summary.dead_letters = store.status(&args.job)?.dead_letters;
     print_summary(args, json, &summary)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -286,6 +294,7 @@ fn run_job(
         _ => "source_failed",
     };
     Ok(Summary {
+        dead_letters: 0,
         end,
         lifecycle: report.job.lifecycle(),
         records_done: report.job.done_count(),
@@ -342,6 +351,7 @@ fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
             commits: s.stats.commits,
             elapsed_ms: u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
             records_per_s: (rate * 10.0).round() / 10.0,
+            dead_letters: s.dead_letters,
         })?;
         out.finish()?;
         return Ok(());
@@ -351,6 +361,14 @@ fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
             "job {} is already done: all {} records were processed by earlier runs; nothing to do",
             args.job,
             count(s.records_done)
+        ),
+        "finished" if s.lifecycle == JobState::Completed && s.dead_letters > 0 => format!(
+            "job {} completed with {} dead letter{}: {} of {} records have an output",
+            args.job,
+            count(s.dead_letters),
+            if s.dead_letters == 1 { "" } else { "s" },
+            count(s.records_done.saturating_sub(s.dead_letters)),
+            count(args.records),
         ),
         "finished" => format!(
             "job {} finished: {} of {} records done ({})",

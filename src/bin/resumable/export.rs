@@ -26,7 +26,12 @@ type descriptions, or whose output type could not be described, give the stored 
 --hex forces the hex form.
 
 csv: a header line, then one row per output: `id,` and the output's fields (for a JSON
-object; nested values are written as JSON), or `id,payload_hex` for undescribed output types.";
+object; nested values are written as JSON), or `id,payload_hex` for undescribed output types.
+
+--since-seq SEQ exports only the outputs of the commits after commit SEQ, in commit order
+(and, within a commit, id order) instead of id order, each jsonl line then carrying its
+commit: {\"id\":ID,\"seq\":SEQ,\"output\":OUTPUT}. A downstream consumer keeps the last
+seq it consumed and asks for what came after: the store is the outbox.";
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Format {
@@ -52,7 +57,14 @@ pub(crate) struct Args {
     /// Write payloads as hex even when the output type is described.
     #[arg(long)]
     hex: bool,
+    /// Only the outputs of commits after this one, in commit order (see the long help).
+    #[arg(long, value_name = "SEQ", conflicts_with_all = ["from", "to"])]
+    since_seq: Option<u64>,
 }
+
+/// The state type recorded by jobs with a Python fold (`python/src/fold.rs`); their
+/// outputs are `resumable::Json`.
+const PYTHON_FOLD_STATE_TYPE: &str = "resumable.python.JsonState/1";
 
 /// How a job's output payloads become JSON.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,7 +89,9 @@ impl Decoder {
         if state_type == DemoTotals::type_name() {
             return Decoder::Demo;
         }
-        if state_type == resumable::Json::discard_type_name() {
+        if state_type == resumable::Json::discard_type_name()
+            || state_type == PYTHON_FOLD_STATE_TYPE
+        {
             return Decoder::Json;
         }
         match store.job_types(job) {
@@ -185,6 +199,30 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ));
     }
     let mut out = Out::new();
+    if let Some(since) = args.since_seq {
+        let mut failed: Option<anyhow::Error> = None;
+        store.for_each_output_since(&job, since, |output| {
+            let line = decoder.json(&output).and_then(|text| {
+                Ok(writeln!(
+                    out,
+                    "{{\"id\":{},\"seq\":{},\"output\":{text}}}",
+                    output.id, output.seq
+                )?)
+            });
+            match line {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    failed = Some(e);
+                    Ok(false)
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        out.finish()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut columns: Option<Vec<String>> = None;
     let mut failed: Option<anyhow::Error> = None;
     store.for_each_output(&job, args.from..end, |output| {

@@ -21,6 +21,7 @@ mod ranges;
 mod report;
 mod requeue;
 mod rewind;
+mod run;
 mod snapshots;
 mod status;
 mod verify;
@@ -32,6 +33,8 @@ use clap::{Parser, Subcommand};
 /// Exit codes, as documented in `--help`.
 pub(crate) const EXIT_PROBLEM: u8 = 1;
 pub(crate) const EXIT_USAGE: u8 = 2;
+/// Stopped before the end and resumable: run it again (`EX_TEMPFAIL`).
+pub(crate) const EXIT_RETRY: u8 = 75;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -63,6 +66,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     Demo(demo::Args),
+    Run(run::Args),
     /// Measure what checkpointing costs on this disk against no checkpointing.
     Bench(bench::BenchArgs),
     Status(status::Args),
@@ -154,6 +158,7 @@ impl Command {
     fn json(&self) -> bool {
         match self {
             Command::Demo(a) => a.output.json,
+            Command::Run(a) => a.json,
             Command::Bench(a) => a.output.json,
             Command::Status(a) => a.output.json,
             Command::Ranges(a) => a.output.json,
@@ -175,6 +180,7 @@ impl Command {
 fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Demo(a) => demo::run(a, a.output.json),
+        Command::Run(a) => run::run(a, a.json),
         Command::Bench(a) => bench::run(a),
         Command::Status(a) => status::run(a, a.output.json),
         Command::Ranges(a) => ranges::run(a, a.output.json),

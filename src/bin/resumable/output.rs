@@ -116,6 +116,16 @@ pub(crate) fn lifecycle(state: resumable::JobState) -> Cell {
 }
 
 /// `1234567` -> `1,234,567`.
+/// `done` as a percentage of `total` with one decimal, rounded down, so 199,949 of 200,000
+/// reads 99.9% and only a complete job reads 100.0%.
+pub(crate) fn percent(done: u64, total: u64) -> String {
+    if total == 0 {
+        return "-".to_owned();
+    }
+    let tenths = u128::from(done.min(total)) * 1000 / u128::from(total);
+    format!("{}.{}%", tenths / 10, tenths % 10)
+}
+
 pub(crate) fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
@@ -260,5 +270,17 @@ mod tests {
             ranges(&[(0, 5), (7, 8), (9, 12)], 2),
             "0..5, 7, … (+1 more)"
         );
+    }
+}
+
+#[cfg(test)]
+mod percent_tests {
+    #[test]
+    fn percent_rounds_down_and_is_100_only_when_complete() {
+        assert_eq!(super::percent(199_949, 200_000), "99.9%");
+        assert_eq!(super::percent(199_999, 200_000), "99.9%");
+        assert_eq!(super::percent(200_000, 200_000), "100.0%");
+        assert_eq!(super::percent(1, 3), "33.3%");
+        assert_eq!(super::percent(0, 0), "-");
     }
 }

@@ -25,8 +25,10 @@ estimated from the tables' sizes after the usual read-only one).
              \"state_type\": S, \"schema_version\": N, \"records_done\": N, \"total_records\": N|null,
              \"done_ranges\": N, \"watermark\": N, \"commits\": N, \"last_commit_seq\": N|null,
              \"last_commit_ms\": N|null, \"snapshots\": N, \"dead_letters\": N, \"recoveries\": N,
-             \"created_ms\": N, \"outputs\": \"typed\"|\"json\"|\"demo\"|\"hex\",
-             \"outputs_hex_reason\": S|null}]}
+             \"created_ms\": N, \"records_with_output\": N, \"completed_with_dead_letters\": BOOL,
+             \"outputs\": \"typed\"|\"json\"|\"demo\"|\"hex\", \"outputs_hex_reason\": S|null}]}
+records_done counts dead letters too (they are done, without an output); a completed job
+with dead letters says so (\"completed with N dead letters\"). Percentages round down.
 \"outputs\" says how `resumable export` shows the job's outputs: through the output type's
 description recorded at creation (typed), as JSON (json, demo), or as hex, with the reason
 (jobs created before this version, or types that cannot be described).
@@ -73,6 +75,8 @@ struct JobJson<'a> {
     dead_letters: u64,
     recoveries: u64,
     created_ms: u64,
+    records_with_output: u64,
+    completed_with_dead_letters: bool,
     outputs: &'static str,
     outputs_hex_reason: Option<&'a str>,
 }
@@ -95,6 +99,8 @@ impl<'a> JobJson<'a> {
             dead_letters: s.dead_letters,
             recoveries: s.recoveries,
             created_ms: s.created_ms,
+            records_with_output: s.records_with_output(),
+            completed_with_dead_letters: s.completed_with_dead_letters(),
             outputs: decoder.kind(),
             outputs_hex_reason: decoder.hex_reason(),
         }
@@ -146,10 +152,10 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         let mut t = output::table(&["job", &s.name]);
         let done = match s.total_records {
             Some(total) if total > 0 => format!(
-                "{} of {} ({:.1}%)",
+                "{} of {} ({})",
                 count(s.records_done),
                 count(total),
-                s.records_done as f64 * 100.0 / total as f64
+                output::percent(s.records_done, total)
             ),
             Some(total) => format!("{} of {}", count(s.records_done), count(total)),
             None => count(s.records_done),
@@ -167,6 +173,17 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             t.add_row(vec![
                 "",
                 "not shut down cleanly (crashed): running the job again resumes it",
+            ]);
+        }
+        if s.completed_with_dead_letters() {
+            t.add_row(vec![
+                String::new(),
+                format!(
+                    "completed with {} dead letter{}: {} records have an output",
+                    count(s.dead_letters),
+                    if s.dead_letters == 1 { "" } else { "s" },
+                    count(s.records_with_output())
+                ),
             ]);
         }
         t.add_row(vec!["records done".into(), done]);
