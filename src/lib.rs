@@ -97,6 +97,7 @@ mod runner;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod typed;
 
 pub use bytes::Bytes;
 pub use error::{BoxError, Error, Result};

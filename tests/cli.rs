@@ -723,7 +723,10 @@ fn jobs_of_unknown_types_export_hex_and_verify_without_replay() {
         .collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[2]["id"], 2);
-    assert_eq!(lines[2]["output"], "07", "bincode of 7u32, as hex");
+    assert_eq!(
+        lines[2]["output"], 7,
+        "7u32, through the output type's description recorded at creation"
+    );
 
     let v = json(&["verify", s(&path), "--json"]);
     assert_eq!(v["ok"], true);

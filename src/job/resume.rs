@@ -30,6 +30,7 @@ impl<S: Fold> Job<S> {
             input_change: options.input_change,
             keep_snapshots: options.keep_snapshots,
             progress_every_commits: options.progress_every_commits,
+            describe_types: Some(crate::typed::describe_job::<S>),
         };
         let (mut job_store, loaded) = JobStore::open(store, name, &spec)?;
         let last_seq = loaded.last_seq;

@@ -56,6 +56,8 @@ pub(crate) struct NewJob {
     pub keep_snapshots: usize,
     /// Bring done ranges and the id index up to date every this many commits.
     pub progress_every_commits: u64,
+    /// Describes the job's types for its `types` table; called only when creating it.
+    pub describe_types: Option<crate::typed::DescribeTypes>,
 }
 
 /// What a reopen may change about a job's declared input (manifest and size).
@@ -238,7 +240,11 @@ impl JobStore {
                     pinned: Vec::new(),
                     total_records: spec.total_records,
                 };
-                write::create_job(claim.store(), &tables, &meta)?;
+                let types = spec
+                    .describe_types
+                    .map(|describe| describe())
+                    .unwrap_or_default();
+                write::create_job(claim.store(), &tables, &meta, &types)?;
                 tracing::info!(job = name, "job created");
                 meta
             }

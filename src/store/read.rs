@@ -296,3 +296,21 @@ impl<'a> SeqOrder<'a> {
         self.expected - 1
     }
 }
+
+impl super::open::Store {
+    /// The rows of job `job`'s `types` table; `None` when the job has no such table (it was
+    /// created before type descriptions were recorded).
+    pub(crate) fn read_job_types(&self, job: &str) -> Result<Option<crate::typed::TypeRows>> {
+        let txn = self.inner.begin_read()?;
+        super::meta::require(&txn, job)?;
+        let Some(t) = open_table_ro(&txn, JobTables::new(job).types())? else {
+            return Ok(None);
+        };
+        let mut rows = Vec::new();
+        for item in t.iter().map_err(storage)? {
+            let (k, v) = item.map_err(storage)?;
+            rows.push((k.value().to_owned(), v.value().to_vec()));
+        }
+        Ok(Some(rows))
+    }
+}

@@ -17,6 +17,8 @@
 //! - `job.NAME.dead` (`u64 -> &[u8]`): record id -> envelope of its dead letter.
 //! - `job.NAME.cursor` (`&str -> u64`, optional): [`ANNOUNCED_KEY`] -> the last commit
 //!   whose durable acknowledgement the runner delivered (written with the progress mark).
+//! - `job.NAME.types` (`&str -> &[u8]`, optional): `output` and `state` -> JSON description
+//!   of the job's output and state types, traced at creation (see `crate::typed`).
 
 use redb::TableDefinition;
 
@@ -42,6 +44,7 @@ pub(crate) struct JobTables {
     snapshots: String,
     dead: String,
     cursor: String,
+    types: String,
 }
 
 impl JobTables {
@@ -54,6 +57,7 @@ impl JobTables {
             snapshots: format!("job.{job}.snapshots"),
             dead: format!("job.{job}.dead"),
             cursor: format!("job.{job}.cursor"),
+            types: format!("job.{job}.types"),
         }
     }
 
@@ -83,5 +87,9 @@ impl JobTables {
 
     pub(crate) fn cursor(&self) -> TableDefinition<'_, &'static str, u64> {
         TableDefinition::new(&self.cursor)
+    }
+
+    pub(crate) fn types(&self) -> TableDefinition<'_, &'static str, &'static [u8]> {
+        TableDefinition::new(&self.types)
     }
 }

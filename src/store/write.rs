@@ -39,10 +39,22 @@ pub(crate) struct CommitPlan<'a> {
     pub durable: bool,
 }
 
-/// Creates a job's metadata and tables in one durable commit.
-pub(crate) fn create_job(inner: &StoreInner, tables: &JobTables, meta: &JobMeta) -> Result<()> {
+/// Creates a job's metadata and tables in one durable commit, with the rows of its
+/// `types` table (none: no table, as for jobs whose opener describes no types).
+pub(crate) fn create_job(
+    inner: &StoreInner,
+    tables: &JobTables,
+    meta: &JobMeta,
+    types: &[(&str, Vec<u8>)],
+) -> Result<()> {
     let txn = inner.begin_write()?;
     meta::write(&txn, meta)?;
+    if !types.is_empty() {
+        let mut t = txn.open_table(tables.types()).map_err(storage)?;
+        for (key, bytes) in types {
+            t.insert(key, bytes.as_slice()).map_err(storage)?;
+        }
+    }
     txn.open_table(tables.done()).map_err(storage)?;
     txn.open_table(tables.log()).map_err(storage)?;
     txn.open_table(tables.index()).map_err(storage)?;

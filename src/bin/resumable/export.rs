@@ -4,7 +4,8 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use resumable::demo::{DemoOutput, DemoTotals};
-use resumable::{Fold as _, StoredOutput};
+use resumable::typed::{Described, TypeDescription};
+use resumable::{Fold as _, Store, StoredOutput};
 
 use crate::open::JobArgs;
 use crate::output::Out;
@@ -16,12 +17,16 @@ CRC first (a damaged output stops the export with exit code 1).
 jsonl (the default): each line is exactly
   {\"id\":ID,\"output\":OUTPUT}
 with nothing run-dependent (no times, no commit sequence numbers), so exports of two runs of
-the same job compare byte for byte. OUTPUT is the output as JSON for jobs whose output type
-this build knows (the demo job); for any other job it is the stored payload (bincode) as a
-lowercase hex string.
+the same job compare byte for byte. OUTPUT is the output as JSON: for the demo job and
+Json outputs directly; for a Rust job through the description of its output type recorded
+when the job was created (serde_json's mapping: structs as objects, enums externally tagged,
+unit variants as strings, integers beyond 64 bits as decimal strings). Jobs created before
+type descriptions, or whose output type could not be described, give the stored payload
+(bincode) as a lowercase hex string; `resumable status` says which applies (and why).
+--hex forces the hex form.
 
 csv: a header line, then one row per output: `id,` and the output's fields (for a JSON
-object; nested values are written as JSON), or `id,payload_hex` for unknown output types.
+object; nested values are written as JSON), or `id,payload_hex` for undescribed output types.
 
 --since-seq SEQ exports only the outputs of the commits after commit SEQ, in commit order
 (and, within a commit, id order) instead of id order, each jsonl line then carrying its
@@ -49,6 +54,9 @@ pub(crate) struct Args {
     /// Last id to export (inclusive).
     #[arg(long)]
     to: Option<u64>,
+    /// Write payloads as hex even when the output type is described.
+    #[arg(long)]
+    hex: bool,
     /// Only the outputs of commits after this one, in commit order (see the long help).
     #[arg(long, value_name = "SEQ", conflicts_with_all = ["from", "to"])]
     since_seq: Option<u64>,
@@ -59,32 +67,91 @@ pub(crate) struct Args {
 const PYTHON_FOLD_STATE_TYPE: &str = "resumable.python.JsonState/1";
 
 /// How a job's output payloads become JSON.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Decoder {
     Demo,
     Json,
-    Hex,
+    /// Through the output type's description recorded at job creation.
+    Typed(Box<TypeDescription>),
+    /// As hex; why no description applies.
+    Hex(String),
 }
 
+/// Why a job without a type description exports hex.
+pub(crate) const NO_DESCRIPTION: &str =
+    "no type description: jobs created before this version or with types that cannot be described";
+
 impl Decoder {
-    pub(crate) fn for_state_type(state_type: &str) -> Self {
+    /// The decoder for job `job` of state type `state_type`: the demo and Json special
+    /// cases, then the recorded description, then hex (never an error: an unreadable
+    /// description falls back to hex and says why).
+    pub(crate) fn for_job(store: &Store, job: &str, state_type: &str) -> Self {
         if state_type == DemoTotals::type_name() {
-            Decoder::Demo
-        } else if state_type == resumable::Json::discard_type_name()
+            return Decoder::Demo;
+        }
+        if state_type == resumable::Json::discard_type_name()
             || state_type == PYTHON_FOLD_STATE_TYPE
         {
-            Decoder::Json
-        } else {
-            Decoder::Hex
+            return Decoder::Json;
+        }
+        match store.job_types(job) {
+            Ok(Some(types)) => match types.output {
+                Some(Described::Typed(d)) => Decoder::Typed(Box::new(d)),
+                Some(Described::NotDescribable { reason }) => {
+                    Decoder::Hex(format!("the output type cannot be described: {reason}"))
+                }
+                _ => Decoder::Hex(NO_DESCRIPTION.to_owned()),
+            },
+            Ok(None) => Decoder::Hex(NO_DESCRIPTION.to_owned()),
+            Err(e) => Decoder::Hex(format!("the type description is unreadable: {e}")),
+        }
+    }
+
+    /// `typed`, `json`, `demo` or `hex`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Decoder::Demo => "demo",
+            Decoder::Json => "json",
+            Decoder::Typed(_) => "typed",
+            Decoder::Hex(_) => "hex",
+        }
+    }
+
+    /// Why outputs are hex, for hex.
+    pub(crate) fn hex_reason(&self) -> Option<&str> {
+        match self {
+            Decoder::Hex(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// For an operator: `typed (Row)`, or `hex (REASON)`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Decoder::Typed(d) => match d.type_name() {
+                Some(name) => format!("typed ({name})"),
+                None => "typed".to_owned(),
+            },
+            Decoder::Hex(reason) => format!("hex ({reason})"),
+            other => other.kind().to_owned(),
         }
     }
 
     /// The output as compact JSON text.
-    pub(crate) fn json(self, output: &StoredOutput) -> anyhow::Result<String> {
+    pub(crate) fn json(&self, output: &StoredOutput) -> anyhow::Result<String> {
         Ok(match self {
             Decoder::Demo => serde_json::to_string(&output.decode::<DemoOutput>()?)?,
             Decoder::Json => output.decode::<resumable::Json>()?.into_string(),
-            Decoder::Hex => serde_json::to_string(&hex(&output.payload))?,
+            Decoder::Typed(d) => {
+                let value = d.decode_json(&output.payload).map_err(|e| {
+                    anyhow::anyhow!(
+                        "output {} does not decode with the output type recorded when the job was created ({e}); export it with --hex",
+                        output.id
+                    )
+                })?;
+                serde_json::to_string(&value)?
+            }
+            Decoder::Hex(_) => serde_json::to_string(&hex(&output.payload))?,
         })
     }
 }
@@ -118,7 +185,11 @@ fn csv_value(v: &serde_json::Value) -> String {
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let (store, job) = args.target.open_read()?;
     let status = store.status(&job)?;
-    let decoder = Decoder::for_state_type(&status.state_type);
+    let decoder = if args.hex {
+        Decoder::Hex("--hex".to_owned())
+    } else {
+        Decoder::for_job(&store, &job, &status.state_type)
+    };
     let end = args.to.map_or(u64::MAX, |to| to.saturating_add(1));
     if end <= args.from {
         return crate::usage(format!(
@@ -164,10 +235,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 Format::Csv => {
                     let value: serde_json::Value = serde_json::from_str(&text)?;
                     let cols = columns.get_or_insert_with(|| {
-                        let cols: Vec<String> = match (&value, decoder) {
-                            (serde_json::Value::Object(m), Decoder::Demo | Decoder::Json) => {
-                                m.keys().cloned().collect()
-                            }
+                        let cols: Vec<String> = match (&value, &decoder) {
+                            (
+                                serde_json::Value::Object(m),
+                                Decoder::Demo | Decoder::Json | Decoder::Typed(_),
+                            ) => m.keys().cloned().collect(),
+                            (_, Decoder::Typed(_)) => vec!["output".to_owned()],
                             _ => vec!["payload_hex".to_owned()],
                         };
                         let header: Vec<String> = cols.iter().map(|c| csv_field(c)).collect();

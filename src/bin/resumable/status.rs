@@ -8,6 +8,7 @@ use comfy_table::Cell;
 use resumable::JobStatus;
 use serde::Serialize;
 
+use crate::export::Decoder;
 use crate::open::{self, JobArgs};
 use crate::output::{self, JsonFlag, Out, count};
 
@@ -24,9 +25,13 @@ estimated from the tables' sizes after the usual read-only one).
              \"state_type\": S, \"schema_version\": N, \"records_done\": N, \"total_records\": N|null,
              \"done_ranges\": N, \"watermark\": N, \"commits\": N, \"last_commit_seq\": N|null,
              \"last_commit_ms\": N|null, \"snapshots\": N, \"dead_letters\": N, \"recoveries\": N,
-             \"created_ms\": N, \"records_with_output\": N, \"completed_with_dead_letters\": BOOL}]}
+             \"created_ms\": N, \"records_with_output\": N, \"completed_with_dead_letters\": BOOL,
+             \"outputs\": \"typed\"|\"json\"|\"demo\"|\"hex\", \"outputs_hex_reason\": S|null}]}
 records_done counts dead letters too (they are done, without an output); a completed job
 with dead letters says so (\"completed with N dead letters\"). Percentages round down.
+\"outputs\" says how `resumable export` shows the job's outputs: through the output type's
+description recorded at creation (typed), as JSON (json, demo), or as hex, with the reason
+(jobs created before this version, or types that cannot be described).
 Times are milliseconds since the Unix epoch. A job whose lifecycle is \"running\" while no
 process holds the store crashed; running it again resumes it.";
 
@@ -72,10 +77,12 @@ struct JobJson<'a> {
     created_ms: u64,
     records_with_output: u64,
     completed_with_dead_letters: bool,
+    outputs: &'static str,
+    outputs_hex_reason: Option<&'a str>,
 }
 
-impl<'a> From<&'a JobStatus> for JobJson<'a> {
-    fn from(s: &'a JobStatus) -> Self {
+impl<'a> JobJson<'a> {
+    fn new(s: &'a JobStatus, decoder: &'a Decoder) -> Self {
         JobJson {
             name: &s.name,
             lifecycle: s.lifecycle.as_str(),
@@ -94,6 +101,8 @@ impl<'a> From<&'a JobStatus> for JobJson<'a> {
             created_ms: s.created_ms,
             records_with_output: s.records_with_output(),
             completed_with_dead_letters: s.completed_with_dead_letters(),
+            outputs: decoder.kind(),
+            outputs_hex_reason: decoder.hex_reason(),
         }
     }
 }
@@ -105,6 +114,10 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|n| store.status(n))
         .collect::<resumable::Result<Vec<_>>>()?;
+    let decoders: Vec<Decoder> = statuses
+        .iter()
+        .map(|s| Decoder::for_job(&store, &s.name, &s.state_type))
+        .collect();
     let space = store.space()?;
     let mut out = Out::new();
     if json {
@@ -114,7 +127,11 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             used_bytes: space.used_bytes,
             free_bytes: space.free_bytes,
             space_exact: space.exact,
-            jobs: statuses.iter().map(JobJson::from).collect(),
+            jobs: statuses
+                .iter()
+                .zip(&decoders)
+                .map(|(s, d)| JobJson::new(s, d))
+                .collect(),
         })?;
         out.finish()?;
         return Ok(ExitCode::SUCCESS);
@@ -130,7 +147,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     if statuses.is_empty() {
         writeln!(out, "no jobs yet")?;
     }
-    for s in &statuses {
+    for (s, decoder) in statuses.iter().zip(&decoders) {
         writeln!(out)?;
         let mut t = output::table(&["job", &s.name]);
         let done = match s.total_records {
@@ -190,6 +207,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             "state type".into(),
             format!("{} (schema {})", s.state_type, s.schema_version),
         ]);
+        t.add_row(vec!["outputs".into(), decoder.describe()]);
         t.add_row(vec!["created".into(), output::time(s.created_ms)]);
         out.table(&t)?;
     }

@@ -20,6 +20,8 @@ and that every snapshot reflects an existing commit. For jobs whose state type t
 knows (the demo job) it also replays every output through the fold and checks that the
 result equals every snapshot byte for byte; for other jobs (and for a job marked running,
 which crashed: resume it first) that replay is skipped, and the output says so.
+Every other check needs no job code: the output names the checks it ran, and whether the
+state replay ran or needs the job's code (a Rust job verifies its replay with `Job::verify`).
 
 The store is opened read-write (the page check needs it), so no job may be running on it.
 Exit code 0 when everything checks out, 1 when damage is found (the first bad item is
@@ -31,6 +33,7 @@ named, with what to do), 2 on usage errors.
    \"jobs\": [{\"job\": S, \"ok\": BOOL, \"outputs_checked\": N, \"lineage_checked\": N,
              \"snapshots_checked\": N, \"dead_letters_checked\": N,
              \"state_replayed\": BOOL, \"state_replay_note\": S|null,
+             \"state_replay\": \"ran\"|\"needs the job's code\"|\"skipped\",
              \"problems\": [{\"item\": S, \"detail\": S}]}],
    \"first_problem\": {\"item\": S, \"detail\": S}|null}";
 
@@ -54,9 +57,25 @@ struct JobResult {
     /// Problems found outside the report (a check that could not run at all).
     problems: Vec<(String, String)>,
     replay_note: Option<String>,
+    /// The replay needs the job's code (its state type is unknown to this build).
+    needs_code: bool,
 }
 
+/// The checks `verify` runs on every job without the job's code.
+const CHECKS_WITHOUT_CODE: &str = "output and dead-letter CRCs, the lineage hash chain, outputs against their commits, done ranges against outputs and dead letters, snapshots against commits";
+
 impl JobResult {
+    /// `state_replay` of the `--json` shape.
+    fn replay_kind(&self, replayed: bool) -> &'static str {
+        if replayed {
+            "ran"
+        } else if self.needs_code {
+            "needs the job's code"
+        } else {
+            "skipped"
+        }
+    }
+
     fn problems(&self) -> Vec<(String, String)> {
         let mut all: Vec<(String, String)> = self
             .report
@@ -98,6 +117,7 @@ struct JobJson<'a> {
     dead_letters_checked: u64,
     state_replayed: bool,
     state_replay_note: Option<&'a str>,
+    state_replay: &'static str,
     problems: Vec<ProblemJson>,
 }
 
@@ -126,6 +146,7 @@ impl<'a> From<&'a JobResult> for JobJson<'a> {
             dead_letters_checked: report.dead_letters_checked,
             state_replayed: report.state_replayed,
             state_replay_note: r.replay_note.as_deref(),
+            state_replay: r.replay_kind(report.state_replayed),
             problems,
         }
     }
@@ -154,6 +175,7 @@ fn verify_job(store: &Store, job: &str) -> JobResult {
         report: None,
         problems: Vec::new(),
         replay_note: None,
+        needs_code: false,
     };
     let status = match store.status(job) {
         Ok(s) => s,
@@ -174,8 +196,9 @@ fn verify_job(store: &Store, job: &str) -> JobResult {
         return result;
     }
     if status.state_type != DemoTotals::type_name() {
+        result.needs_code = true;
         result.replay_note = Some(format!(
-            "state replay skipped: this build does not know the state type {}",
+            "state replay needs the job's code: this build does not know the state type {} (a Rust job replays it with Job::verify)",
             status.state_type
         ));
         return result;
@@ -274,6 +297,12 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
                 if problems.len() > 10 {
                     writeln!(out, "  … and {} more (see --json)", problems.len() - 10)?;
                 }
+            }
+            if r.report.is_some() {
+                writeln!(
+                    out,
+                    "  checked without the job's code: {CHECKS_WITHOUT_CODE}"
+                )?;
             }
             if rep.state_replayed {
                 writeln!(
