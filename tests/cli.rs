@@ -700,7 +700,7 @@ fn read_commands_print_tables_and_json_shapes() {
 }
 
 #[test]
-fn jobs_of_unknown_types_export_hex_and_verify_without_replay() {
+fn jobs_of_plain_rust_types_export_decoded_and_verify_without_replay() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("u.redb");
     {

@@ -172,6 +172,21 @@ fn a_user_typed_job_exports_as_json_without_its_code() {
     let (_, human, _) = cli(&["verify", s(&path)]);
     assert!(human.contains("checked without the job's code"), "{human}");
     assert!(human.contains("needs the job's code"), "{human}");
+
+    // A fork carries the description: its outputs export decoded too.
+    let forked = dir.path().join("fork.redb");
+    let (code, _, err) = cli(&[
+        "fork",
+        s(&path),
+        "--job",
+        "scores",
+        "--at",
+        "0",
+        "--into",
+        s(&forked),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(status_job(&forked, "scores")["outputs"], "typed");
 }
 
 #[test]

@@ -245,6 +245,14 @@ impl Store {
                 }
             }
         }
+        // The job's type descriptions go with it, so the fork exports as the source does.
+        if let Some(from) = open_table_ro(&src, tables.types())? {
+            let mut to = txn.open_table(tables.types()).map_err(storage)?;
+            for item in from.iter().map_err(storage)? {
+                let (k, v) = item.map_err(storage)?;
+                to.insert(k.value(), v.value()).map_err(storage)?;
+            }
+        }
         write_progress(&txn, &tables, &kept, &cut)?;
         let mut meta = cut.meta;
         meta.pinned.retain(|g| live_generations.contains(g));
