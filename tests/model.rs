@@ -1,4 +1,4 @@
-//! Model test of the core engine (issue 2): random sequences of submit, duplicate submit,
+//! Model test of the core engine: random sequences of submit, duplicate submit,
 //! dead letter, flush and drop-and-reopen, compared after every step with a `BTreeMap`
 //! model of what must be stored. Dropping a job without flushing is a clean crash: every
 //! committed group survives, the pending group is lost, and the model says which.

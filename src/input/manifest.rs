@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::store::input::StoredFile;
+use crate::store::StoredFile;
 
 /// Bytes hashed at each end of a file.
 const END_BYTES: u64 = 1 << 20;

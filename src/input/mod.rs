@@ -51,7 +51,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::job::{JobOptions, manifest_digest};
 use crate::store::Store;
-use crate::store::input::{StoredFile, StoredInput};
+use crate::store::{StoredFile, StoredInput};
 
 pub use source::FileSource;
 

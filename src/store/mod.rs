@@ -14,12 +14,15 @@
 //!   `segment.rs` (commit framing), `read.rs` and `write.rs` (one read or write
 //!   transaction each), `outputs.rs` (outputs by id), `progress_mark.rs` (when done ranges
 //!   and the index are written), `snapshots.rs` (sealing and retention), `claim.rs` (one
-//!   writer per job).
+//!   writer per job), `poison.rs` (the guard that poisons a handle that ran ahead).
+//! - Optional per-job tables: `input.rs` (the input manifest and offset index of file
+//!   sources); type descriptions (written at creation, `read.rs`/`write.rs`).
+//! - `salvage/`: reading a file redb cannot open, byte by byte, into a new store.
 
 mod claim;
 mod create;
 mod errors;
-pub(crate) mod input;
+mod input;
 mod inspect;
 mod job_store;
 mod meta;
@@ -30,7 +33,7 @@ mod progress_mark;
 mod read;
 mod records;
 mod repair;
-pub(crate) mod salvage;
+mod salvage;
 mod segment;
 mod snapshots;
 mod space;
@@ -45,6 +48,7 @@ pub use salvage::{ChainStop, SalvageOptions, SalvageReport, SalvagedJob, UnusedS
 pub use space::{Compaction, SpaceInfo};
 pub use verify::{Problem, VerifyReport};
 
+pub(crate) use input::{StoredFile, StoredInput};
 pub(crate) use job_store::{GroupBuilder, InputChange, JobStore, NewJob, SnapshotWriter};
 pub(crate) use records::DeadLetterRecord;
 
@@ -52,6 +56,7 @@ pub(crate) use records::DeadLetterRecord;
 pub(crate) use {
     meta::JobMeta,
     records::SnapshotRecord,
+    salvage::scan as salvage_scan,
     segment::{Segment, build as build_segment},
 };
 

@@ -3,7 +3,7 @@
 
 use crate::lineage::OutputsHasher;
 use crate::store::Segment;
-use crate::store::salvage::scan;
+use crate::store::salvage_scan as scan;
 
 /// A commit segment the scanner found: `(commit seq, lineage hash, the segment's bytes)`.
 pub type ScannedSegment = (u64, u64, Vec<u8>);

@@ -1,4 +1,4 @@
-//! Crash-safety suite of `resumable` (issue 4): one test binary, one module per scenario.
+//! Crash-safety suite of `resumable`: one test binary, one module per scenario.
 //!
 //! - `sweep`: crash and I/O-fault sweeps at every operation on the simulated disk;
 //! - `bad_input`: damaged, truncated, foreign and mismatched stores, locks, disk full,

@@ -4,7 +4,7 @@
 //! Seven variants, all writing 1 KiB outputs into the same directory, run in rounds; each
 //! round runs every variant once for the same time, in an order rotated per round, so drift
 //! (page cache, disk firmware, other tenants) hits all of them alike. Each variant gets a
-//! fresh file per round. The medians give the ratios the issue sets bars for:
+//! fresh file per round. The medians give the ratios that have target bars:
 //! `per_record_vs_fdatasync` = 3/1, `per_record_vs_redb_bare` = 3/2,
 //! `group_vs_redb_bare` = 5/4, `job_overhead` = 1 - 7/6.
 //!

@@ -27,7 +27,7 @@ pub(super) const BARE_TABLE: redb::TableDefinition<u64, &[u8]> =
 /// Records in flight between the reference job's workers and its sink.
 const CHANNEL_BOUND: usize = 4096;
 
-/// The variants, in the numbering.
+/// The variants, numbered as the report prints them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Variant {
     FdatasyncAppend,
