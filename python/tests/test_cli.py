@@ -52,10 +52,16 @@ def test_a_job_requeued_by_the_cli_resumes_from_python(store_path):
     assert rows == [{"id": i, "output": helpers.square(i)} for i in range(50)]
 
 
-def test_a_bytes_job_is_exported_as_hex_of_its_stored_payload(store_path):
+def test_a_bytes_job_is_exported_as_its_bytes_and_as_hex_on_request(store_path):
     with resumable.Store(store_path) as store:
         with store.job("raw", output="bytes") as job:
             job.submit(0, b"\x01\x02")
+    # The job's output type is described at creation, so export decodes it: the byte values.
     (row,) = [json.loads(line) for line in cli("export", str(store_path), "--job", "raw").stdout.splitlines()]
-    # bincode: one length byte, then the bytes.
+    assert row == {"id": 0, "output": [1, 2]}
+    # --hex gives the stored payload: bincode, one length byte, then the bytes.
+    (row,) = [
+        json.loads(line)
+        for line in cli("export", str(store_path), "--job", "raw", "--hex").stdout.splitlines()
+    ]
     assert row == {"id": 0, "output": "020102"}
