@@ -22,6 +22,7 @@ use resumable::{
 };
 
 use crate::model::{env_u64, scale};
+use crate::sigkill::Rng;
 
 const RECORDS: u64 = 2_000;
 
@@ -60,18 +61,6 @@ pub fn child(path: &str) {
         )
         .expect("child: run");
     println!("DONE {}", report.job.last_seq());
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
 }
 
 #[test]

@@ -56,10 +56,11 @@ pub fn child(path: &str) {
     println!("DONE");
 }
 
-struct Rng(u64);
+/// A splitmix64 generator; the campaigns print their seed.
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -116,6 +116,44 @@ pub(crate) fn lifecycle(state: resumable::JobState) -> Cell {
 }
 
 /// `1234567` -> `1,234,567`.
+/// The table that ends a job-running command's human summary (`demo`, `run`), then the hint
+/// on dead letters; finishes `out`.
+pub(crate) fn run_summary(
+    mut out: Out,
+    store: &std::path::Path,
+    processed: u64,
+    skipped: u64,
+    stats: &resumable::Stats,
+    elapsed: std::time::Duration,
+    rate: f64,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut t = table(&[]);
+    let rows = [
+        ("processed this run", count(processed)),
+        ("skipped (already done)", count(skipped)),
+        ("retried", count(stats.retries)),
+        ("dead-lettered", count(stats.dead_lettered)),
+        ("commits", count(stats.commits)),
+        ("elapsed", duration(elapsed)),
+        ("records/s", count(whole(rate))),
+    ];
+    for (k, v) in rows {
+        t.add_row(vec![comfy_table::Cell::new(k), num(v)]);
+    }
+    out.table(&t)?;
+    if stats.dead_lettered > 0 {
+        writeln!(
+            out,
+            "see them with `resumable dead-letters {}`; requeue them with `resumable requeue {} --all`",
+            store.display(),
+            store.display()
+        )?;
+    }
+    out.finish()?;
+    Ok(())
+}
+
 /// `done` as a percentage of `total` with one decimal, rounded down, so 199,949 of 200,000
 /// reads 99.9% and only a complete job reads 100.0%.
 pub(crate) fn percent(done: u64, total: u64) -> String {

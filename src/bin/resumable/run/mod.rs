@@ -642,30 +642,15 @@ fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
         ),
     };
     writeln!(out, "{headline}")?;
-    let mut t = output::table(&[]);
-    let rows = [
-        ("processed this run", count(processed)),
-        ("skipped (already done)", count(s.skipped)),
-        ("retried", count(s.stats.retries)),
-        ("dead-lettered", count(s.stats.dead_lettered)),
-        ("commits", count(s.stats.commits)),
-        ("elapsed", output::duration(s.elapsed)),
-        ("records/s", count(output::whole(rate))),
-    ];
-    for (k, v) in rows {
-        t.add_row(vec![comfy_table::Cell::new(k), output::num(v)]);
-    }
-    out.table(&t)?;
-    if s.stats.dead_lettered > 0 {
-        writeln!(
-            out,
-            "see them with `resumable dead-letters {}`; requeue them with `resumable requeue {} --all`",
-            args.store.display(),
-            args.store.display()
-        )?;
-    }
-    out.finish()?;
-    Ok(())
+    output::run_summary(
+        out,
+        &args.store,
+        processed,
+        s.skipped,
+        &s.stats,
+        s.elapsed,
+        rate,
+    )
 }
 
 #[cfg(test)]
