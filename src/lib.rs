@@ -94,6 +94,7 @@ mod lineage;
 mod maintain;
 mod progress;
 mod runner;
+mod shard;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -114,6 +115,7 @@ pub use runner::{
     AdaptivePolicy, DurableAck, IdSource, IterSource, MaintainOptions, ProcessError, RecordContext,
     RetryPolicy, RunEnd, RunReport, Runner, Source, Stats, StatsHandle, StopHandle,
 };
+pub use shard::{MAX_SHARDS, Shard, ShardError, ShardSource, ShardSpec};
 pub use store::{
     ChainStop, Compaction, DeadLetter, FORMAT_VERSION, JobStatus, Problem, RewindReport,
     SalvageOptions, SalvageReport, SalvagedJob, SnapshotInfo, SpaceInfo, Store, StoreOptions,
