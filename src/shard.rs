@@ -455,9 +455,7 @@ mod tests {
 
     #[test]
     fn more_shards_than_records_leaves_some_empty() {
-        let ranges: Vec<_> = (0..5)
-            .map(|i| Shard::new(i, 5).unwrap().range(2))
-            .collect();
+        let ranges: Vec<_> = (0..5).map(|i| Shard::new(i, 5).unwrap().range(2)).collect();
         assert_eq!(ranges, vec![0..0, 0..0, 0..1, 1..1, 1..2]);
         assert_eq!(ranges.iter().map(|r| r.end - r.start).sum::<u64>(), 2);
     }
@@ -465,11 +463,20 @@ mod tests {
     #[test]
     fn parse_rejects_what_is_not_i_of_n() {
         assert_eq!(Shard::parse("7/32").unwrap().to_string(), "7/32");
-        assert_eq!(Shard::parse("0/1").unwrap().file_name(), "shard-00000-of-00001.redb");
+        assert_eq!(
+            Shard::parse("0/1").unwrap().file_name(),
+            "shard-00000-of-00001.redb"
+        );
         for bad in ["", "7", "7/", "/3", "-1/3", "a/3", "1/3/4", "+1/3"] {
-            assert!(matches!(Shard::parse(bad), Err(ShardError::Malformed(_))), "{bad}");
+            assert!(
+                matches!(Shard::parse(bad), Err(ShardError::Malformed(_))),
+                "{bad}"
+            );
         }
-        assert_eq!(Shard::parse("3/3"), Err(ShardError::Index { index: 3, count: 3 }));
+        assert_eq!(
+            Shard::parse("3/3"),
+            Err(ShardError::Index { index: 3, count: 3 })
+        );
         assert_eq!(Shard::parse("0/0"), Err(ShardError::Count(0)));
         assert_eq!(Shard::parse("0/100000"), Err(ShardError::Count(100_000)));
         assert_eq!(Shard::from_file_name("shard-00003-of-00002.redb"), None);
@@ -507,13 +514,20 @@ mod tests {
         assert_eq!(Shard::from_vars(Some(4), &slurm), Shard::new(2, 4));
         assert!(matches!(
             Shard::from_vars(Some(5), &slurm),
-            Err(ShardError::CountDisagrees { given: 5, found: 4, .. })
+            Err(ShardError::CountDisagrees {
+                given: 5,
+                found: 4,
+                ..
+            })
         ));
         let aws = vars(&[("AWS_BATCH_JOB_ARRAY_INDEX", "0")]);
         assert_eq!(Shard::from_vars(Some(2), &aws), Shard::new(0, 2));
         let cloud_run = vars(&[("CLOUD_RUN_TASK_INDEX", "5"), ("CLOUD_RUN_TASK_COUNT", "6")]);
         assert_eq!(Shard::from_vars(None, &cloud_run), Shard::new(5, 6));
-        assert_eq!(Shard::from_vars(Some(8), vars(&[])), Err(ShardError::NoIndex));
+        assert_eq!(
+            Shard::from_vars(Some(8), vars(&[])),
+            Err(ShardError::NoIndex)
+        );
         assert!(matches!(
             Shard::from_vars(Some(8), vars(&[("JOB_COMPLETION_INDEX", "x")])),
             Err(ShardError::BadVariable { .. })

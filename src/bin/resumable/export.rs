@@ -45,6 +45,8 @@ pub(crate) enum Format {
 pub(crate) struct Args {
     #[command(flatten)]
     target: JobArgs,
+    #[command(flatten)]
+    stores: crate::shards::StoreSet,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     format: Format,
@@ -182,7 +184,70 @@ fn csv_value(v: &serde_json::Value) -> String {
     }
 }
 
+/// Writes outputs as export lines: jsonl, or csv with its header before the first row. One
+/// writer serves one store's export and the merge of several (`shards::export`).
+pub(crate) struct LineWriter {
+    format: Format,
+    columns: Option<Vec<String>>,
+}
+
+impl LineWriter {
+    pub(crate) fn new(format: Format) -> Self {
+        LineWriter {
+            format,
+            columns: None,
+        }
+    }
+
+    /// Writes `output`, decoded by `decoder`, as one line (after the csv header, first).
+    pub(crate) fn write(
+        &mut self,
+        out: &mut Out,
+        decoder: &Decoder,
+        output: &StoredOutput,
+    ) -> anyhow::Result<()> {
+        let text = decoder.json(output)?;
+        match self.format {
+            Format::Jsonl => {
+                writeln!(out, "{{\"id\":{},\"output\":{text}}}", output.id)?;
+            }
+            Format::Csv => {
+                let value: serde_json::Value = serde_json::from_str(&text)?;
+                let cols = self.columns.get_or_insert_with(|| {
+                    let cols: Vec<String> = match (&value, decoder) {
+                        (
+                            serde_json::Value::Object(m),
+                            Decoder::Demo | Decoder::Json | Decoder::Typed(_),
+                        ) => m.keys().cloned().collect(),
+                        (_, Decoder::Typed(_)) => vec!["output".to_owned()],
+                        _ => vec!["payload_hex".to_owned()],
+                    };
+                    let header: Vec<String> = cols.iter().map(|c| csv_field(c)).collect();
+                    let _ = writeln!(out, "id,{}", header.join(","));
+                    cols
+                });
+                let fields: Vec<String> = match &value {
+                    serde_json::Value::Object(m) => cols
+                        .iter()
+                        .map(|c| m.get(c).map(csv_value).unwrap_or_default())
+                        .collect(),
+                    other => vec![csv_value(other)],
+                };
+                writeln!(out, "{},{}", output.id, fields.join(","))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let end = args.to.map_or(u64::MAX, |to| to.saturating_add(1));
+    if let Some(set) = args.stores.set(args.target.store())? {
+        if args.since_seq.is_some() {
+            return crate::usage("--since-seq reads one store (commit numbers are per store)");
+        }
+        return crate::shards::export(&set, &args.target, args.format, args.hex, args.from..end);
+    }
     let (store, job) = args.target.open_read()?;
     let status = store.status(&job)?;
     let decoder = if args.hex {
@@ -190,7 +255,6 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         Decoder::for_job(&store, &job, &status.state_type)
     };
-    let end = args.to.map_or(u64::MAX, |to| to.saturating_add(1));
     if end <= args.from {
         return crate::usage(format!(
             "--to {} is below --from {}",
@@ -223,43 +287,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         out.finish()?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut columns: Option<Vec<String>> = None;
+    let mut writer = LineWriter::new(args.format);
     let mut failed: Option<anyhow::Error> = None;
     store.for_each_output(&job, args.from..end, |output| {
-        let result = (|| -> anyhow::Result<()> {
-            let text = decoder.json(&output)?;
-            match args.format {
-                Format::Jsonl => {
-                    writeln!(out, "{{\"id\":{},\"output\":{text}}}", output.id)?;
-                }
-                Format::Csv => {
-                    let value: serde_json::Value = serde_json::from_str(&text)?;
-                    let cols = columns.get_or_insert_with(|| {
-                        let cols: Vec<String> = match (&value, &decoder) {
-                            (
-                                serde_json::Value::Object(m),
-                                Decoder::Demo | Decoder::Json | Decoder::Typed(_),
-                            ) => m.keys().cloned().collect(),
-                            (_, Decoder::Typed(_)) => vec!["output".to_owned()],
-                            _ => vec!["payload_hex".to_owned()],
-                        };
-                        let header: Vec<String> = cols.iter().map(|c| csv_field(c)).collect();
-                        let _ = writeln!(out, "id,{}", header.join(","));
-                        cols
-                    });
-                    let fields: Vec<String> = match &value {
-                        serde_json::Value::Object(m) => cols
-                            .iter()
-                            .map(|c| m.get(c).map(csv_value).unwrap_or_default())
-                            .collect(),
-                        other => vec![csv_value(other)],
-                    };
-                    writeln!(out, "{},{}", output.id, fields.join(","))?;
-                }
-            }
-            Ok(())
-        })();
-        match result {
+        match writer.write(&mut out, &decoder, &output) {
             Ok(()) => Ok(true),
             Err(e) => {
                 failed = Some(e);

@@ -23,6 +23,7 @@ mod requeue;
 mod rewind;
 mod run;
 mod salvage;
+mod shards;
 mod snapshots;
 mod status;
 mod verify;

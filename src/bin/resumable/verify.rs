@@ -48,6 +48,8 @@ pub(crate) struct Args {
     pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
+    #[command(flatten)]
+    stores: crate::shards::StoreSet,
 }
 
 /// One job's findings.
@@ -221,6 +223,9 @@ fn verify_job(store: &Store, job: &str) -> JobResult {
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
+    if let Some(set) = args.stores.set(args.target.store())? {
+        return crate::shards::verify(&set, &args.target, json);
+    }
     let path = args.target.store();
     open::require_file(path)?;
     // Page checksums are checked below, reported as findings rather than an open error.
