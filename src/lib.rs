@@ -73,6 +73,8 @@
 //!   ([`JobOptions::progress_every_commits`]); opening a job adds the commits since.
 //! - **dead letter**: a record that failed too often, done without an output until an
 //!   operator requeues it.
+//! - **shard**: one of N stores a job is split into, owning a contiguous range of the ids
+//!   ([`Shard`]); each runs as its own process under a scheduler.
 //!
 //! # Crate features
 //! - `cli` (default): the `resumable` operator binary.

@@ -536,7 +536,7 @@ mod tests {
 
     #[test]
     fn shard_source_yields_only_the_range_and_seeks_inside_it() {
-        let all = |n| IdSource::new(0..n, |id| Ok::<_, BoxError>(id));
+        let all = |n| IdSource::new(0..n, Ok::<_, BoxError>);
         let shard = Shard::new(1, 3).unwrap();
         let mut src = shard.source(all(10), 10);
         let mut got = Vec::new();

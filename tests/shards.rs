@@ -14,6 +14,7 @@
 //! string-matched. The random seed is printed (`SHARDS_TEST_SEED` replays it).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -165,7 +166,7 @@ fn spawn_task(scheduler: Scheduler, dir: &Path, index: u32, count: u32, records:
     cmd.spawn().unwrap()
 }
 
-/// Plays the scheduler: every index runs at once; random ones are SIGKILLed at random
+/// Plays the scheduler: every index runs at once; random ones are killed (SIGKILL) at random
 /// moments (up to `max_kills`); an index whose process died is started again with the same
 /// index, until every index exited 0. Returns the kills that landed on a running process
 /// and the records the final runs found done by earlier (killed) runs.
@@ -199,6 +200,7 @@ fn play(scheduler: Scheduler, dir: &Path, count: u32, records: u64, max_kills: u
                 continue;
             };
             let mut child = running.remove(&i).unwrap();
+            child.wait().unwrap(); // already exited: reaps it
             match status.code() {
                 Some(0) => {
                     let mut out = Vec::new();
@@ -475,7 +477,10 @@ fn verify_names_the_damaged_shard() {
 fn run_with_shards_over_files_merges_to_the_single_run_export() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.txt");
-    let text: String = (0..3000).map(|i| format!("line {i}\n")).collect();
+    let text = (0..3000).fold(String::new(), |mut text, i| {
+        writeln!(text, "line {i}").unwrap();
+        text
+    });
     std::fs::write(&input, text).unwrap();
     let run = |store: &Path, shard: Option<&str>| {
         let mut args = vec!["run", s(store), "--input", s(&input), "--json"];

@@ -31,7 +31,13 @@ object; nested values are written as JSON), or `id,payload_hex` for undescribed 
 --since-seq SEQ exports only the outputs of the commits after commit SEQ, in commit order
 (and, within a commit, id order) instead of id order, each jsonl line then carrying its
 commit: {\"id\":ID,\"seq\":SEQ,\"output\":OUTPUT}. A downstream consumer keeps the last
-seq it consumed and asks for what came after: the store is the outbox.";
+seq it consumed and asks for what came after: the store is the outbox.
+
+Several stores, or a directory of shard stores (`run|demo DIR --shard I/N`), export as one
+job: their outputs merged in id order (a k-way merge), byte for byte what the same job run
+in one store exports. Missing shards, unreadable stores and stores of another split or
+input are an error naming them (--allow-missing goes on without missing shards); see
+docs/SCALE.md.";
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Format {
@@ -242,6 +248,13 @@ impl LineWriter {
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let end = args.to.map_or(u64::MAX, |to| to.saturating_add(1));
+    if end <= args.from {
+        return crate::usage(format!(
+            "--to {} is below --from {}",
+            args.to.unwrap_or_default(),
+            args.from
+        ));
+    }
     if let Some(set) = args.stores.set(args.target.store())? {
         if args.since_seq.is_some() {
             return crate::usage("--since-seq reads one store (commit numbers are per store)");
@@ -255,13 +268,6 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         Decoder::for_job(&store, &job, &status.state_type)
     };
-    if end <= args.from {
-        return crate::usage(format!(
-            "--to {} is below --from {}",
-            args.to.unwrap_or_default(),
-            args.from
-        ));
-    }
     let mut out = Out::new();
     if let Some(since) = args.since_seq {
         let mut failed: Option<anyhow::Error> = None;
