@@ -10,7 +10,8 @@
 //! too. Also: a shard resumed with another N, another record count or another input is
 //! refused with exit 1; a missing or out-of-range index is a usage error (exit 2); `status`
 //! on a directory with a missing shard names it and `export` refuses it unless
-//! `--allow-missing`; `verify` names a damaged shard. `--json` output is parsed, never
+//! `--allow-missing`; stores that overlap (an id in two of them) or mix whole stores with
+//! shards are refused; `verify` names a damaged shard. `--json` output is parsed, never
 //! string-matched. The random seed is printed (`SHARDS_TEST_SEED` replays it).
 
 use std::collections::BTreeMap;
@@ -426,6 +427,21 @@ fn a_missing_shard_is_named_by_status_and_refused_by_export_unless_allowed() {
         "--json",
     ]);
     assert_eq!(json_of(&o)["missing"], serde_json::json!([1, 2]));
+    // Whole stores merge too, but never a record stored twice, nor a whole store with shards.
+    let (a, b) = (tmp.path().join("a.redb"), tmp.path().join("b.redb"));
+    for store in [&a, &b] {
+        let o = resumable(&[&["demo", s(store), "--records", "300"][..], &DEMO].concat());
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let o = resumable(&["export", s(&a)]);
+    let single = o.stdout;
+    let o = resumable(&["export", s(&a), s(&a)]);
+    assert_eq!(code(&o), 0, "the same store named twice is read once");
+    assert!(o.stdout == single);
+    let o = resumable(&["export", s(&a), s(&b)]);
+    assert_eq!(code(&o), 1, "overlapping stores: {}", stderr(&o));
+    let o = resumable(&["export", s(&dir), s(&a), "--allow-missing"]);
+    assert_eq!(code(&o), 1, "a whole store among shards: {}", stderr(&o));
 }
 
 #[test]
