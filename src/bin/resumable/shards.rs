@@ -197,7 +197,14 @@ impl StoreSet {
 struct Loaded {
     path: PathBuf,
     named: Option<Shard>,
-    read: Result<Opened, String>,
+    read: Result<Opened, Unread>,
+}
+
+/// Why a member store could not be read.
+struct Unread {
+    reason: String,
+    /// Held by its writer: the shard is running.
+    in_use: bool,
 }
 
 struct Opened {
@@ -235,6 +242,8 @@ struct Findings {
     disagree: Vec<Disagreement>,
     /// Stores that could not be read, and why.
     unreadable: Vec<Disagreement>,
+    /// Stores held by their writers (shards running), which cannot be read yet.
+    in_use: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -249,7 +258,15 @@ fn load(set: &Set, target: &JobArgs) -> Vec<Loaded> {
         .map(|m| Loaded {
             path: m.path.clone(),
             named: m.named,
-            read: open_member(&m.path, target).map_err(|e| format!("{e:#}")),
+            read: open_member(&m.path, target).map_err(|e| Unread {
+                in_use: e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<resumable::Error>(),
+                        Some(resumable::Error::Locked { .. })
+                    )
+                }),
+                reason: format!("{e:#}"),
+            }),
         })
         .collect()
 }
@@ -310,10 +327,14 @@ fn examine(loaded: &[Loaded]) -> Findings {
         };
         let opened = match &l.read {
             Ok(o) => o,
+            Err(e) if e.in_use => {
+                f.in_use.push(l.path.display().to_string());
+                continue;
+            }
             Err(e) => {
                 f.unreadable.push(Disagreement {
                     store: l.path.display().to_string(),
-                    reason: e.clone(),
+                    reason: e.reason.clone(),
                 });
                 continue;
             }
@@ -400,6 +421,14 @@ fn require_whole(set: &Set, loaded: &[Loaded], f: &Findings) -> anyhow::Result<(
             u.reason
         ));
     }
+    if !f.in_use.is_empty() {
+        problems.push(format!(
+            "{} store{} in use by a running shard ({}); read them when the shards stopped",
+            f.in_use.len(),
+            if f.in_use.len() == 1 { " is" } else { "s are" },
+            f.in_use.join(", ")
+        ));
+    }
     for d in &f.disagree {
         problems.push(format!("{} does not belong: {}", d.store, d.reason));
     }
@@ -452,6 +481,7 @@ struct SetStatusJson<'a> {
     missing: &'a [u32],
     disagree: &'a [Disagreement],
     unreadable: &'a [Disagreement],
+    in_use: &'a [String],
     slowest: Vec<String>,
     shards: Vec<ShardStatusJson>,
 }
@@ -527,6 +557,7 @@ pub(crate) fn status(set: &Set, target: &JobArgs, json: bool) -> anyhow::Result<
     let complete = f.missing.is_empty()
         && f.disagree.is_empty()
         && f.unreadable.is_empty()
+        && f.in_use.is_empty()
         && unfinished.is_empty();
     let mut out = Out::new();
     if json {
@@ -539,6 +570,7 @@ pub(crate) fn status(set: &Set, target: &JobArgs, json: bool) -> anyhow::Result<
             missing: &f.missing,
             disagree: &f.disagree,
             unreadable: &f.unreadable,
+            in_use: &f.in_use,
             slowest,
             shards,
         })?;
@@ -567,6 +599,9 @@ pub(crate) fn status(set: &Set, target: &JobArgs, json: bool) -> anyhow::Result<
     }
     for d in f.disagree.iter().chain(&f.unreadable) {
         writeln!(out, "problem: {}: {}", d.store, d.reason)?;
+    }
+    for path in &f.in_use {
+        writeln!(out, "running (in use by its writer, not read): {path}")?;
     }
     if !slowest.is_empty() {
         writeln!(out, "slowest: {}", slowest.join(", "))?;
