@@ -119,7 +119,7 @@ pub use runner::{
 };
 pub use shard::{MAX_SHARDS, Shard, ShardError, ShardSource, ShardSpec};
 pub use store::{
-    ChainStop, Compaction, DeadLetter, FORMAT_VERSION, JobStatus, Problem, RewindReport,
-    SalvageOptions, SalvageReport, SalvagedJob, SnapshotInfo, SpaceInfo, Store, StoreOptions,
-    StoredOutput, UnusedSegment, VerifyReport,
+    ChainStop, Compaction, Concurrency, DeadLetter, FORMAT_VERSION, JobStatus, Problem,
+    RewindReport, SalvageOptions, SalvageReport, SalvagedJob, SnapshotInfo, SpaceInfo, Store,
+    StoreOptions, StoredOutput, UnusedSegment, VerifyReport,
 };

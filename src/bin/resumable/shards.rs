@@ -272,7 +272,7 @@ fn load(set: &Set, target: &JobArgs) -> Vec<Loaded> {
 }
 
 fn open_member(path: &Path, target: &JobArgs) -> anyhow::Result<Opened> {
-    let store = open::read(path)?;
+    let store = open::read(path, target.recover())?;
     let job = match target.named_or_all(&store)?.as_slice() {
         [only] => only.clone(),
         [] => return Err(crate::failure::NoJobs.into()),

@@ -113,7 +113,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     if let Some(set) = args.stores.set(args.target.store())? {
         return crate::shards::status(&set, &args.target, json);
     }
-    let store = open::read(args.target.store())?;
+    let store = open::read(args.target.store(), args.target.recover())?;
     let names = args.target.named_or_all(&store)?;
     let statuses = names
         .iter()
