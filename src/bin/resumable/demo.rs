@@ -51,6 +51,8 @@ pub(crate) struct Args {
     store: PathBuf,
     #[command(flatten)]
     pub(crate) output: JsonFlag,
+    #[command(flatten)]
+    metrics: crate::metrics::MetricsArgs,
     /// Job name.
     #[arg(long, default_value = resumable::demo::JOB_NAME)]
     job: String,
@@ -280,12 +282,18 @@ fn run_job(
         }
     };
 
+    let metrics = args
+        .metrics
+        .open(&args.store, &args.job, done_before, Some(args.records))?;
     let source = IdSource::new(0..args.records, |_| Ok(()));
     let running = AtomicBool::new(true);
     let show_bar = std::io::stderr().is_terminal();
     let report = std::thread::scope(|scope| {
         if show_bar {
             scope.spawn(|| progress(&stats, &running, args.records));
+        }
+        if let Some(m) = &metrics {
+            scope.spawn(|| m.run(&stats, &running));
         }
         let report = runner.run(source, process);
         running.store(false, Ordering::SeqCst);

@@ -14,6 +14,7 @@ mod export;
 mod failure;
 mod fork;
 mod lineage;
+mod metrics;
 mod open;
 mod output;
 mod pin;
@@ -26,6 +27,7 @@ mod salvage;
 mod snapshots;
 mod status;
 mod verify;
+mod watch;
 
 use std::process::ExitCode;
 
