@@ -36,7 +36,7 @@ const PATIENCE: Duration = Duration::from_mins(1);
 
 /// The entries with a test below: (marker id, number of `sh` blocks the test runs).
 const TESTED: &[(&str, usize)] = &[
-    ("crash", 1),
+    ("crash", 2),
     ("exit-codes", 1),
     ("disk-full", 1),
     ("damage", 2),
@@ -343,13 +343,28 @@ fn start_demo_until_a_commit(scene: &Scene, store: &str, records: u64) -> Child 
 
 #[test]
 fn crash() {
-    let [block] = sh_blocks("crash").try_into().unwrap();
+    let [block, look] = sh_blocks("crash").try_into().unwrap();
     let mut scene = Scene::new();
     let store = scene.s("crashed.redb");
     let records = 100_000;
     let mut child = start_demo_until_a_commit(&scene, &store, records);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+
+    // Looking with --recover, on a copy of the crashed file.
+    let copy = scene.s("crashed-copy.redb");
+    std::fs::copy(&store, &copy).unwrap();
+    scene.set("STORE", &copy);
+    scene.set("JOB", "demo");
+    let o = scene.sh_ok(&look);
+    assert!(!o.stdout.is_empty(), "status printed the job");
+    let job = status(&copy, "demo");
+    assert_eq!(
+        job["lifecycle"], "running",
+        "recovered, not resumed: the job shows the crash"
+    );
+    verify_ok(&copy);
+
     scene.set("STORE", &store);
     scene.set("JOB", "demo");
     scene.set("JOB_COMMAND", demo_command(&store, records, ""));
