@@ -390,6 +390,8 @@ fn run_writes_its_metrics_file_and_a_bad_metrics_path_is_a_usage_error() {
     std::fs::write(&input, text).unwrap();
     let store = dir.path().join("r.redb");
     let metrics = dir.path().join("run.prom");
+    // What a run killed mid-write leaves: removed when the next run starts.
+    std::fs::write(dir.path().join(".run.prom.12345.tmp"), "half").unwrap();
     let o = resumable(&[
         "run",
         s(&store),

@@ -7,6 +7,7 @@
 //! reads either the previous complete file or the new one. The file is written when the run
 //! starts, every `--metrics-interval` while it runs, and once more when it ends (with
 //! `resumable_run_active 0`). A failed periodic write is logged and does not stop the job.
+//! A temporary file left by a run killed mid-write is removed when the next run starts.
 
 use std::fmt::Write as _;
 use std::fs::OpenOptions;
@@ -77,6 +78,7 @@ impl MetricsArgs {
                 escape(&store.display().to_string())
             ),
         };
+        file.remove_stale_temporaries();
         let mut before = Stats::default();
         before.records_done = done;
         before.total_records = total;
@@ -106,15 +108,8 @@ impl MetricsFile {
         self.write_logged(&stats.stats(), false);
     }
 
-    fn write_logged(&self, stats: &Stats, active: bool) {
-        if let Err(e) = self.write(stats, active) {
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot write the metrics file; the job goes on");
-        }
-    }
-
-    /// Replaces the file atomically with the figures in `stats`.
-    fn write(&self, stats: &Stats, active: bool) -> std::io::Result<()> {
-        let text = render(stats, &self.labels, active);
+    /// The directory of the file and the file's name.
+    fn dir_and_name(&self) -> (PathBuf, String) {
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
             _ => PathBuf::from("."),
@@ -124,6 +119,38 @@ impl MetricsFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        (dir, name)
+    }
+
+    /// Removes temporary files of earlier runs killed mid-write (`.NAME.PID.tmp`).
+    fn remove_stale_temporaries(&self) {
+        let (dir, name) = self.dir_and_name();
+        let prefix = format!(".{name}.");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let stale = file
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(".tmp"))
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+            if stale {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn write_logged(&self, stats: &Stats, active: bool) {
+        if let Err(e) = self.write(stats, active) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot write the metrics file; the job goes on");
+        }
+    }
+
+    /// Replaces the file atomically with the figures in `stats`.
+    fn write(&self, stats: &Stats, active: bool) -> std::io::Result<()> {
+        let text = render(stats, &self.labels, active);
+        let (dir, name) = self.dir_and_name();
         let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let result = (|| {
             let mut f = OpenOptions::new()
