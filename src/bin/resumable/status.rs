@@ -40,7 +40,9 @@ process holds the store crashed; running it again resumes it.
 done of total, the rate over the last interval, ETA, last commit age, commits/s, dead
 letters, lifecycle), else one plain line per job and reading. Records at risk (settled but
 not durable yet) are known only to the writer: see its --metrics-file. Each reading opens
-the store read-only and closes it again, so the watch never holds the file. A reading that
+the store read-only and closes it again, so the watch never holds the file. A running job
+without a commit for ten intervals (and at least 30 s) is flagged: if no process runs it,
+it crashed. A reading that
 finds the store held by a writer that refuses live readers says \"writer busy\" and tries
 again next interval; once readings in a row have found it so for --busy-timeout (default
 1m), the watch gives up (exit 75).

@@ -211,7 +211,7 @@ fn watch(w: &Watch<'_>) -> anyhow::Result<ExitCode> {
             serde_json::to_writer(&mut stdout, &reading)?;
             stdout.write_all(b"\n")?;
         } else {
-            let lines = render(&reading);
+            let lines = render(&reading, w.interval);
             if terminal && drawn_lines > 0 {
                 // Back to the top of the previous view, then redraw it line by line.
                 write!(stdout, "\x1b[{drawn_lines}A")?;
@@ -317,7 +317,7 @@ fn exit_for(jobs: &[JobTick]) -> ExitCode {
 }
 
 /// The human view of one reading: a header line and one line per job.
-fn render(t: &TickJson<'_>) -> Vec<String> {
+fn render(t: &TickJson<'_>, interval: Duration) -> Vec<String> {
     let clock = output::time(t.time_ms);
     if t.writer_busy {
         return vec![format!(
@@ -362,8 +362,22 @@ fn render(t: &TickJson<'_>) -> Vec<String> {
             count(j.commits),
             count(j.dead_letters)
         ));
+        if let Some(quiet) = stalled(j, interval) {
+            lines.push(format!(
+                "    no commit for {}: if no process runs the job, it crashed; running it again resumes it",
+                output::duration(quiet)
+            ));
+        }
     }
     lines
+}
+
+/// How long a `running` job has gone without a commit, when that is long enough (ten
+/// intervals and at least 30 s) to suggest its writer is gone.
+fn stalled(j: &JobTick, interval: Duration) -> Option<Duration> {
+    let quiet = Duration::from_millis(j.last_commit_age_ms?);
+    let threshold = (interval * 10).max(Duration::from_secs(30));
+    (j.lifecycle == JobState::Running.as_str() && quiet >= threshold).then_some(quiet)
 }
 
 fn round1(x: f64) -> f64 {
@@ -410,6 +424,20 @@ mod tests {
         assert_eq!(second.rate, Some(100.0));
         assert_eq!(second.commits_per_s, Some(2.0));
         assert_eq!(second.eta_s, Some(7.0));
+    }
+
+    #[test]
+    fn a_running_job_without_commits_for_long_is_flagged() {
+        let mut s = status(1, 1, JobState::Running);
+        s.last_commit_ms = Some(0);
+        let quiet = tick(&s, Instant::now(), 60_000, &[]);
+        assert_eq!(
+            stalled(&quiet, Duration::from_secs(2)),
+            Some(Duration::from_mins(1))
+        );
+        assert_eq!(stalled(&quiet, Duration::from_secs(10)), None);
+        let recent = tick(&s, Instant::now(), 5_000, &[]);
+        assert_eq!(stalled(&recent, Duration::from_secs(2)), None);
     }
 
     #[test]
