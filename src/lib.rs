@@ -115,7 +115,7 @@ pub use runner::{
     RetryPolicy, RunEnd, RunReport, Runner, Source, Stats, StatsHandle, StopHandle,
 };
 pub use store::{
-    ChainStop, Compaction, DeadLetter, FORMAT_VERSION, JobStatus, Problem, RewindReport,
-    SalvageOptions, SalvageReport, SalvagedJob, SnapshotInfo, SpaceInfo, Store, StoreOptions,
-    StoredOutput, UnusedSegment, VerifyReport,
+    ChainStop, Compaction, Concurrency, DeadLetter, FORMAT_VERSION, JobStatus, Problem,
+    RewindReport, SalvageOptions, SalvageReport, SalvagedJob, SnapshotInfo, SpaceInfo, Store,
+    StoreOptions, StoredOutput, UnusedSegment, VerifyReport,
 };

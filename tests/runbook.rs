@@ -29,7 +29,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_resumable");
 const RUNBOOK: &str = include_str!("../docs/RUNBOOK.md");
 
 /// Whether `resumable recover` must exist (set once the binary has it).
-const RECOVER_REQUIRED: bool = false;
+const RECOVER_REQUIRED: bool = true;
 
 /// Longest any wait may take (a slow, shared machine).
 const PATIENCE: Duration = Duration::from_mins(1);

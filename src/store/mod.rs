@@ -42,7 +42,7 @@ mod verify;
 mod write;
 
 pub use inspect::{DeadLetter, JobStatus, SnapshotInfo, StoredOutput};
-pub use open::{FORMAT_VERSION, Store, StoreOptions};
+pub use open::{Concurrency, FORMAT_VERSION, Store, StoreOptions};
 pub use repair::RewindReport;
 pub use salvage::{ChainStop, SalvageOptions, SalvageReport, SalvagedJob, UnusedSegment};
 pub use space::{Compaction, SpaceInfo};

@@ -148,7 +148,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             busy_timeout: args.busy_timeout,
         });
     }
-    let store = open::read(args.target.store())?;
+    let store = open::read(args.target.store(), args.target.recover())?;
     let names = args.target.named_or_all(&store)?;
     let statuses = names
         .iter()

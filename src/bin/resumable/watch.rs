@@ -1,9 +1,10 @@
 //! `resumable status STORE --watch`: a live view of a store's jobs, one reading per interval.
 //!
-//! Each interval opens the store read-only, reads every watched job's status, and drops the
-//! handle before sleeping: the watcher never holds the file between readings, so it never
-//! keeps a writer (a job starting or resuming) from opening it, and it never runs crash
-//! recovery (it opens read-only, which writes nothing).
+//! Each interval opens the store as a live reader (read-only), reads every watched job's
+//! status, and drops the handle before sleeping: the watcher never holds the file between
+//! readings, so it never keeps a writer (a job starting or resuming) from opening it, and it
+//! never runs crash recovery unless `--recover` asks for it (a store that needs recovery has
+//! no live writer: the watch ends with that error).
 //!
 //! A reading that finds the store held by a writer that refuses live readers (`Locked`) is
 //! not an error: the interval is reported as "writer busy" (a line, or an object with
@@ -21,10 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use resumable::{Error, JobState, JobStatus, Store};
+use resumable::{Error, JobState, JobStatus};
 use serde::Serialize;
 
-use crate::failure::CannotOpen;
 use crate::open::JobArgs;
 use crate::output::{self, count};
 
@@ -250,10 +250,7 @@ fn watch(w: &Watch<'_>) -> anyhow::Result<ExitCode> {
 
 /// One reading: opens the store read-only, reads the statuses, drops the handle.
 fn read(target: &JobArgs) -> anyhow::Result<Vec<Seen>> {
-    let path = target.store();
-    crate::open::require_file(path)?;
-    let store = Store::open_read_only(path)
-        .map_err(|e| anyhow::Error::new(e).context(CannotOpen(path.to_owned())))?;
+    let store = crate::open::read(target.store(), target.recover())?;
     let names = target.named_or_all(&store)?;
     Ok(names
         .iter()
