@@ -65,7 +65,7 @@ fn demo_args<'a>(store: &'a str, records: &'a str, cost_us: &'a str) -> Vec<&'a 
         "--workers",
         "2",
         "--group-records",
-        "200",
+        "1000",
     ]
 }
 
@@ -262,7 +262,7 @@ fn sigterm_leaves_the_demo_paused_with_exit_75_and_a_rerun_completes() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("t.redb");
     let metrics = dir.path().join("t.prom");
-    let child = spawn_demo(&store, &metrics, "300000", "30");
+    let child = spawn_demo(&store, &metrics, "100000", "30");
     // Stop it once something is durable (the metrics file says so), the way schedulers do.
     wait_for("a durable commit", || {
         read_metrics(&metrics)
@@ -281,13 +281,13 @@ fn sigterm_leaves_the_demo_paused_with_exit_75_and_a_rerun_completes() {
     assert_eq!(job["lifecycle"], "paused");
     assert_eq!(job["recoveries"], 0, "a clean stop, not a crash");
     let done = job["records_done"].as_u64().unwrap();
-    assert!(done > 0 && done < 300_000, "{done}");
+    assert!(done > 0 && done < 100_000, "{done}");
     // The final metrics file tells the stop too.
     let m = read_metrics(&metrics).unwrap();
     assert_eq!(metric(&m, "resumable_run_active"), Some(0.0));
     assert_eq!(metric(&m, "resumable_records_done"), Some(done as f64));
 
-    let mut args = demo_args(s(&store), "300000", "0");
+    let mut args = demo_args(s(&store), "100000", "0");
     args.push("--json");
     let o = resumable(&args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -302,7 +302,7 @@ fn metrics_file_is_prometheus_text_replaced_atomically_and_grows_while_the_demo_
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("m.redb");
     let metrics = dir.path().join("demo.prom");
-    let child = spawn_demo(&store, &metrics, "300000", "20");
+    let child = spawn_demo(&store, &metrics, "50000", "20");
     // Read the file as a collector would, while the job runs: each read is a whole file.
     let mut seen = Vec::new();
     let mut reads = 0;
@@ -343,11 +343,11 @@ fn metrics_file_is_prometheus_text_replaced_atomically_and_grows_while_the_demo_
     ] {
         assert!(metric(&m, name).is_some(), "{name} missing");
     }
-    assert_eq!(metric(&m, "resumable_records_done"), Some(300_000.0));
-    assert_eq!(metric(&m, "resumable_records_total"), Some(300_000.0));
+    assert_eq!(metric(&m, "resumable_records_done"), Some(50_000.0));
+    assert_eq!(metric(&m, "resumable_records_total"), Some(50_000.0));
     assert_eq!(
         metric(&m, "resumable_records_committed_total"),
-        Some(300_000.0)
+        Some(50_000.0)
     );
     assert_eq!(metric(&m, "resumable_records_at_risk"), Some(0.0));
     assert_eq!(metric(&m, "resumable_run_active"), Some(0.0));
@@ -611,7 +611,7 @@ fn status_twice_during_a_run_shows_records_done_growing() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("g.redb");
     let metrics = dir.path().join("g.prom");
-    let child = spawn_demo(&store, &metrics, "400000", "30");
+    let child = spawn_demo(&store, &metrics, "100000", "30");
     wait_for("the job to start", || read_metrics(&metrics));
     let first = wait_for("a commit", || {
         let d = status_job(&store)["records_done"].as_u64().unwrap();
@@ -628,7 +628,7 @@ fn status_twice_during_a_run_shows_records_done_growing() {
 #[test]
 fn export_during_a_run_is_a_consistent_snapshot_and_after_it_equals_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
-    let reference = reference_export(dir.path(), "300000");
+    let reference = reference_export(dir.path(), "100000");
     let by_id: HashMap<u64, &[u8]> = reference
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
@@ -639,7 +639,7 @@ fn export_during_a_run_is_a_consistent_snapshot_and_after_it_equals_an_uninterru
         .collect();
     let store = dir.path().join("e.redb");
     let metrics = dir.path().join("e.prom");
-    let child = spawn_demo(&store, &metrics, "300000", "30");
+    let child = spawn_demo(&store, &metrics, "100000", "30");
     wait_for("the job to start", || read_metrics(&metrics));
     let mut snapshots = 0;
     while snapshots < 3 {
@@ -667,7 +667,7 @@ fn export_during_a_run_is_a_consistent_snapshot_and_after_it_equals_an_uninterru
             (before..=after).contains(&lines),
             "the export is one commit's snapshot: {before} <= {lines} <= {after}"
         );
-        if after < 300_000 {
+        if after < 100_000 {
             snapshots += 1;
         } else {
             break;
@@ -701,11 +701,11 @@ fn a_reader_killed_mid_read_leaves_the_writer_running_and_the_file_verified() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("k.redb");
     let metrics = dir.path().join("k.prom");
-    let mut child = spawn_demo(&store, &metrics, "600000", "20");
+    let mut child = spawn_demo(&store, &metrics, "100000", "20");
     wait_for("some records", || {
         read_metrics(&metrics)
             .and_then(|m| metric(&m, "resumable_records_done"))
-            .filter(|&d| d > 50_000.0)
+            .filter(|&d| d > 20_000.0)
     });
     for round in 0..5 {
         let mut reader = Command::new(BIN)
@@ -731,7 +731,7 @@ fn a_reader_killed_mid_read_leaves_the_writer_running_and_the_file_verified() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let o = resumable(&["verify", s(&store), "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(status_job(&store)["records_done"], 600_000);
+    assert_eq!(status_job(&store)["records_done"], 100_000);
 }
 
 #[test]
@@ -739,7 +739,7 @@ fn watch_sees_records_done_grow_while_the_job_runs() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("wl.redb");
     let metrics = dir.path().join("wl.prom");
-    let child = spawn_demo(&store, &metrics, "400000", "30");
+    let child = spawn_demo(&store, &metrics, "100000", "30");
     wait_for("the job to start", || read_metrics(&metrics));
     let (code, objects) = watch(&store, "100ms");
     assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));

@@ -269,7 +269,7 @@ fn file_digest(path: &Path) -> blake3::Hash {
 /// The demo command of these tests for `store`: `records` records, fast settings.
 fn demo_command(store: &str, records: u64, extra: &str) -> String {
     format!(
-        "resumable demo {store} --records {records} --cost-us 0 --workers 2 --group-records 100 --snapshot-every 5{extra}"
+        "resumable demo {store} --records {records} --cost-us 0 --workers 2 --group-records 500 --snapshot-every 2{extra}"
     )
 }
 
@@ -306,9 +306,9 @@ fn start_demo_until_a_commit(scene: &Scene, store: &str, records: u64) -> Child 
             "--workers",
             "2",
             "--group-records",
-            "100",
+            "500",
             "--snapshot-every",
-            "5",
+            "2",
             "--metrics-file",
             &metrics,
             "--metrics-interval",
@@ -346,7 +346,7 @@ fn crash() {
     let [block, look] = sh_blocks("crash").try_into().unwrap();
     let mut scene = Scene::new();
     let store = scene.s("crashed.redb");
-    let records = 100_000;
+    let records = 20_000;
     let mut child = start_demo_until_a_commit(&scene, &store, records);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -457,11 +457,11 @@ fn disk_full() {
     let [block] = sh_blocks("disk-full").try_into().unwrap();
     let mut scene = Scene::new();
     let store = scene.s("full.redb");
-    let records = 50_000;
+    let records = 20_000;
     let command = demo_command(&store, records, "");
-    // A file size limit of 1 MiB stands in for a full disk: writes past it fail (EFBIG;
+    // A file size limit of 512 KiB (1,024 blocks of 512 bytes) stands in for a full disk: writes past it fail (EFBIG;
     // SIGXFSZ is ignored so the process sees the error, as it would see ENOSPC).
-    let limited = format!("trap '' XFSZ; ulimit -f 2048; exec {command} --json");
+    let limited = format!("trap '' XFSZ; ulimit -f 1024; exec {command} --json");
     let o = Command::new("sh")
         .args(["-c", &limited])
         .env("PATH", &scene.path)
@@ -541,7 +541,7 @@ fn damage() {
     let [rewind, salvage] = sh_blocks("damage").try_into().unwrap();
     let mut scene = Scene::new();
     let store = scene.s("damaged.redb");
-    let records = 4_000;
+    let records = 10_000;
     let o = run_line(&demo_command(&store, records, ""));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let damaged_seq = damage_output(&store, records - 1);
@@ -715,7 +715,7 @@ fn reprocess() {
     let [rewind, fork] = sh_blocks("reprocess").try_into().unwrap();
     let mut scene = Scene::new();
     let store = scene.s("again.redb");
-    let records = 4_000;
+    let records = 10_000;
     let o = run_line(&demo_command(&store, records, ""));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let original = export(&store, "demo");
@@ -761,7 +761,7 @@ fn move_store() {
     let [block] = sh_blocks("move").try_into().unwrap();
     let mut scene = Scene::new();
     let store = scene.s("here.redb");
-    let records = 100_000;
+    let records = 20_000;
     let child = start_demo_until_a_commit(&scene, &store, records);
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
