@@ -643,6 +643,33 @@ fn a_panicking_ack_callback_ends_the_run_with_an_error_not_a_hang() {
     assert_eq!(job.state(), &expected(job.progress().ranges().flatten()));
 }
 
+#[test]
+fn stats_carry_what_a_metrics_exporter_needs_ack_quantiles_and_the_last_durable_time() {
+    const N: u64 = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s.redb")).unwrap();
+    let job = store.job::<Tally>("j", options(N)).unwrap();
+    let runner = Runner::new(job).workers(2);
+    let live = runner.stats_handle();
+    assert_eq!(
+        live.stats().last_durable_ms,
+        None,
+        "nothing durable before the run"
+    );
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let report = runner.run(IdSource::new(0..N, Ok), ok).unwrap();
+    let s = live.stats();
+    assert_eq!(s.last_durable_ms, report.stats.last_durable_ms);
+    assert_eq!(s.records_acked, N);
+    assert!(s.ack_latency_p50 <= s.ack_latency_p90 && s.ack_latency_p90 <= s.ack_latency_p99);
+    assert!(s.ack_latency_sum >= s.ack_latency_p50, "{s:?}");
+    let last = s.last_durable_ms.expect("a durable commit");
+    assert!(last >= before, "{last} >= {before}");
+}
+
 /// Self-clocking group commit commits what is ready as soon as the previous commit returns:
 /// a source that yields its next record only after the previous one was durably
 /// acknowledged runs to the end one record per commit, although the group delay is an hour

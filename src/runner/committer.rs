@@ -274,10 +274,16 @@ impl<S: Fold> Committer<'_, '_, S> {
         {
             let mut rec = self.ctx.recorder.lock();
             rec.stats.fsyncs += 1;
+            rec.stats.last_durable_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .and_then(|d| u64::try_from(d.as_millis()).ok());
             for u in &unacked {
                 rec.stats.records_acked += u.ready.len() as u64;
                 for t in &u.ready {
-                    rec.ack_latency.push(now.saturating_duration_since(*t));
+                    let latency = now.saturating_duration_since(*t);
+                    rec.ack_latency.push(latency);
+                    rec.stats.ack_latency_sum += latency;
                 }
             }
         }

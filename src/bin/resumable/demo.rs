@@ -62,6 +62,8 @@ pub(crate) struct Args {
     pub(crate) output: JsonFlag,
     #[command(flatten)]
     shard: crate::shards::ShardRunArgs,
+    #[command(flatten)]
+    metrics: crate::metrics::MetricsArgs,
     /// Job name.
     #[arg(long, default_value = resumable::demo::JOB_NAME)]
     job: String,
@@ -206,7 +208,16 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
                 args.cost_us
             ));
         }
-        let mut summary = run_job(args, job, &demo, workers, ids, done_before, started)?;
+        let mut summary = run_job(
+            args,
+            &store_path,
+            job,
+            &demo,
+            workers,
+            ids,
+            done_before,
+            started,
+        )?;
         summary.store = store_path;
         summary
     };
@@ -221,8 +232,10 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_job(
     args: &Args,
+    store_path: &std::path::Path,
     job: resumable::Job<DemoTotals>,
     demo: &DemoJob,
     workers: usize,
@@ -299,12 +312,18 @@ fn run_job(
     };
 
     let total = ids.end - ids.start;
+    let metrics = args
+        .metrics
+        .open(store_path, &args.job, done_before, Some(total))?;
     let source = IdSource::new(ids, |_| Ok(()));
     let running = AtomicBool::new(true);
     let show_bar = std::io::stderr().is_terminal();
     let report = std::thread::scope(|scope| {
         if show_bar {
             scope.spawn(|| progress(&stats, &running, total));
+        }
+        if let Some(m) = &metrics {
+            scope.spawn(|| m.run(&stats, &running));
         }
         let report = runner.run(source, process);
         running.store(false, Ordering::SeqCst);

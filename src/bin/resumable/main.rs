@@ -14,6 +14,7 @@ mod export;
 mod failure;
 mod fork;
 mod lineage;
+mod metrics;
 mod open;
 mod output;
 mod pin;
@@ -28,6 +29,7 @@ mod shards;
 mod snapshots;
 mod status;
 mod verify;
+mod watch;
 
 use std::process::ExitCode;
 

@@ -141,6 +141,8 @@ pub(crate) struct Args {
     /// Print JSON (the shape is in the long help).
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    metrics: crate::metrics::MetricsArgs,
     /// Test hook: exit abruptly (no final commit, like a crash) once this many records of
     /// this run are durable.
     #[arg(long, hide = true)]
@@ -177,7 +179,7 @@ const RUNNER_QUEUE: usize = 4096;
 /// Exit code of a run cut short by `--crash-after`.
 const CRASH_EXIT: i32 = 3;
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -521,8 +523,15 @@ fn run_with(
         pool,
         protocol: args.protocol,
     };
+    let metrics = args
+        .metrics
+        .open(&args.store, &args.job, done_before, Some(total))
+        .map_err(|e| Failure::Exit(EXIT_USAGE, e))?;
     let show_bar = !json && std::io::stderr().is_terminal();
     let report = std::thread::scope(|scope| {
+        if let Some(m) = &metrics {
+            scope.spawn(|| m.run(&stats, &running));
+        }
         scope.spawn(|| {
             while running.load(Ordering::SeqCst) {
                 if stop.is_stopped() {
