@@ -103,19 +103,19 @@ pub use bytes::Bytes;
 pub use error::{BoxError, Error, Result};
 pub use input::{FileInput, FileInputBuilder, FileSource, InputFormat, InputRecord};
 pub use job::{
-    CommitPolicy, CommitReceipt, Discard, Durability, Fold, FoldFn, Job, JobOptions, JobStats,
-    Submission, manifest_digest,
+    CommitPolicy, CommitReceipt, DEFAULT_CODE_VERSION, Discard, Durability, Fold, FoldFn, Job,
+    JobOptions, JobStats, Submission, manifest_digest,
 };
 pub use json::Json;
 pub use lifecycle::JobState;
-pub use lineage::LineageEntry;
+pub use lineage::{ChainHash, LineageEntry, LineageHead, ParseHashError, RedoRecord};
 pub use progress::RangeSet;
 pub use runner::{
     AdaptivePolicy, DurableAck, IdSource, IterSource, MaintainOptions, ProcessError, RecordContext,
     RetryPolicy, RunEnd, RunReport, Runner, Source, Stats, StatsHandle, StopHandle,
 };
 pub use store::{
-    ChainStop, Compaction, DeadLetter, FORMAT_VERSION, JobStatus, Problem, RewindReport,
-    SalvageOptions, SalvageReport, SalvagedJob, SnapshotInfo, SpaceInfo, Store, StoreOptions,
-    StoredOutput, UnusedSegment, VerifyReport,
+    ChainStop, Compaction, DeadLetter, FORMAT_VERSION, HeadCheck, JobStatus, Problem, RedoReport,
+    RedoSelection, RewindReport, SalvageOptions, SalvageReport, SalvagedJob, SnapshotInfo,
+    SpaceInfo, Store, StoreOptions, StoredOutput, UnusedSegment, VerifyReport, VersionCount,
 };

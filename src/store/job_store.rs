@@ -34,7 +34,7 @@ use super::write::{self, CommitPlan};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::lifecycle::JobState;
-use crate::lineage::{EntryRecord, OutputsHasher, now_ms};
+use crate::lineage::{self, ChainHash, EntryRecord, OutputsHasher, now_ms};
 use crate::progress::{RangeSet, ids_to_ranges};
 use crate::store::VerifyReport;
 
@@ -82,8 +82,8 @@ pub(crate) struct Loaded {
     pub done: RangeSet,
     /// The last commit's seq (0: none yet).
     pub last_seq: u64,
-    /// The last lineage entry's hash (0: none yet).
-    pub last_hash: u64,
+    /// The last lineage entry's hash ([`ChainHash::ZERO`]: none yet).
+    pub last_hash: ChainHash,
     /// Whether the job was `Running` when the store was last closed (it crashed).
     pub crashed: bool,
 }
@@ -116,7 +116,7 @@ impl GroupBuilder {
     /// sealing it in place.
     pub(crate) fn output(&mut self, id: u64, mut framed: Vec<u8>) -> Result<()> {
         let crc = codec::seal_record_in_place(id, self.seq, &mut framed)?;
-        self.hasher.add(id, crc);
+        self.hasher.add(id, crc, &framed);
         self.outputs.push((id, framed));
         self.output_ids.push(id);
         Ok(())
@@ -130,17 +130,20 @@ impl GroupBuilder {
         Ok(())
     }
 
-    /// Builds the lineage entry (chained to `prev_hash`) and the segment.
-    pub(crate) fn seal(self, prev_hash: u64) -> Result<SealedGroup> {
-        let entry = EntryRecord::new(
+    /// Builds the lineage entry (chained to `prev_hash`, made by `code_version`) and the
+    /// segment.
+    pub(crate) fn seal(self, prev_hash: ChainHash, code_version: &str) -> Result<SealedGroup> {
+        let entry = EntryRecord::new_v3(
             self.seq,
             now_ms(),
             ids_to_ranges(&self.output_ids),
             self.dead_ids,
             self.hasher.finish(),
             prev_hash,
+            code_version.to_owned(),
+            None,
         );
-        let sealed_entry = codec::seal_value("lineage entry", &entry)?;
+        let sealed_entry = lineage::seal_entry(&entry)?;
         let segment = segment::build(&sealed_entry, &self.outputs)?;
         Ok(SealedGroup {
             entry,
@@ -166,7 +169,7 @@ impl SealedGroup {
     }
 
     /// The entry's hash: the next commit's `prev_hash`.
-    pub(crate) fn hash(&self) -> u64 {
+    pub(crate) fn hash(&self) -> ChainHash {
         self.entry.hash
     }
 
@@ -207,6 +210,8 @@ pub(crate) struct JobStore {
     /// recorded since; `dirty` when it changed since it was last written.
     announced: Option<u64>,
     announced_dirty: bool,
+    /// The store is format 2: the next entry (format 3) marks it format 3.
+    format_upgrade: bool,
 }
 
 impl JobStore {
@@ -254,12 +259,13 @@ impl JobStore {
         let mut progress = read::load_progress(&txn, &tables)?;
         let generations = read::snapshot_generations(&txn, &tables)?;
         let announced = read::read_announced(&txn, &tables)?;
+        let format_upgrade = write::stored_format(&txn)? < super::open::FORMAT_VERSION;
         drop(txn);
         let last = progress.last.take();
         let loaded = Loaded {
             done: std::mem::take(&mut progress.done),
             last_seq: last.as_ref().map_or(0, |e| e.seq),
-            last_hash: last.as_ref().map_or(0, |e| e.hash),
+            last_hash: last.as_ref().map_or(ChainHash::ZERO, |e| e.hash),
             crashed: meta.lifecycle == JobState::Running,
         };
         let book = SnapshotBook::new(generations, meta.pinned.clone(), spec.keep_snapshots);
@@ -273,6 +279,7 @@ impl JobStore {
             meta,
             announced,
             announced_dirty: false,
+            format_upgrade,
         };
         Ok((job, loaded))
     }
@@ -412,9 +419,11 @@ impl JobStore {
             retire: planned.as_ref().map_or(&[], |p| p.retire.as_slice()),
             meta: meta.as_ref(),
             announced,
+            format: self.format_upgrade.then_some(super::open::FORMAT_VERSION),
             durable,
         };
         self.write(&plan)?;
+        self.format_upgrade = false;
         if let Some(m) = meta {
             self.meta = m;
         }
@@ -571,12 +580,29 @@ impl JobStore {
         mut on_commit: impl FnMut(u64) -> Result<()>,
     ) -> Result<u64> {
         let txn = self.claim.store().begin_read()?;
+        // Outputs that a redo entry after their commit removed are not part of the state: a
+        // first pass over the entries finds the redos in range (usually none).
+        let mut redos: Vec<(u64, RangeSet)> = Vec::new();
+        read::for_each_log(&txn, &self.tables, after + 1.., |seq, entry| {
+            if let Some(redo) = entry?.redo {
+                let mut removed = RangeSet::new();
+                removed.extend(redo.output_ids());
+                redos.push((seq, removed));
+            }
+            Ok(true)
+        })?;
         let mut order = SeqOrder::after(&self.meta.name, after);
         read::for_each_segment(&txn, &self.tables, after + 1.., |seq, segment| {
             let segment = segment?;
             order.next(seq)?;
             for record in segment.records() {
                 let record = record?;
+                if redos
+                    .iter()
+                    .any(|(at, removed)| *at > seq && removed.contains(record.id))
+                {
+                    continue;
+                }
                 on_output(record.id, record.payload)?;
             }
             on_commit(seq)?;

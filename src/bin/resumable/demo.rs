@@ -75,6 +75,11 @@ pub(crate) struct Args {
     /// Snapshot the state every this many commits.
     #[arg(long, default_value_t = 10)]
     snapshot_every: u64,
+    /// The code version recorded in every commit's lineage entry (`lineage`, `status` and
+    /// `redo --code-version` select by it). A new version is not a mismatch. Default:
+    /// `resumable-` and this build's crate version.
+    #[arg(long, default_value = resumable::DEFAULT_CODE_VERSION)]
+    code_version: String,
     /// Test hook: exit abruptly (no final commit, no clean shutdown, like a crash) once this
     /// many records of this run are durable.
     #[arg(long, hide = true)]
@@ -141,6 +146,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         .total_records(args.records)
         .commit_policy(CommitPolicy::new().max_group_records(args.group_records))
         .snapshot_every_commits(args.snapshot_every)
+        .code_version(args.code_version.clone())
         .input_manifest(manifest_digest([format!(
             "resumable demo seed {}",
             args.seed

@@ -18,6 +18,7 @@ mod open;
 mod output;
 mod pin;
 mod ranges;
+mod redo;
 mod report;
 mod requeue;
 mod rewind;
@@ -83,6 +84,7 @@ enum Command {
     Export(export::Args),
     DeadLetters(dead_letters::Args),
     Requeue(requeue::Args),
+    Redo(redo::Args),
     Verify(verify::Args),
     Rewind(rewind::Args),
     Fork(fork::Args),
@@ -183,6 +185,7 @@ impl Command {
             Command::Export(_) => false,
             Command::DeadLetters(a) => a.output.json,
             Command::Requeue(a) => a.output.json,
+            Command::Redo(a) => a.output.json,
             Command::Verify(a) => a.output.json,
             Command::Rewind(a) => a.output.json,
             Command::Fork(a) => a.output.json,
@@ -206,6 +209,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Export(a) => export::run(a),
         Command::DeadLetters(a) => dead_letters::run(a, a.output.json),
         Command::Requeue(a) => requeue::run(a, a.output.json),
+        Command::Redo(a) => redo::run(a, a.output.json),
         Command::Verify(a) => verify::run(a, a.output.json),
         Command::Rewind(a) => rewind::run(a, a.output.json),
         Command::Fork(a) => fork::run(a, a.output.json),

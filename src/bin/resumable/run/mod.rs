@@ -130,6 +130,12 @@ pub(crate) struct Args {
     /// Print JSON (the shape is in the long help).
     #[arg(long)]
     pub(crate) json: bool,
+    /// The code version recorded in every commit's lineage entry (`lineage`, `status` and
+    /// `redo --code-version` select by it); a new version is not a mismatch. Default:
+    /// `cmd-` and the first 12 hex digits of the BLAKE3 hash of COMMAND and its arguments
+    /// (each with its length), so changing the command line changes the version.
+    #[arg(long)]
+    code_version: Option<String>,
     /// Test hook: exit abruptly (no final commit, like a crash) once this many records of
     /// this run are durable.
     #[arg(long, hide = true)]
@@ -379,7 +385,10 @@ fn run_with(
         .map_err(|e| lib_failure(e, "the input cannot be used".to_owned()))?;
     let total = input.total_records();
     let job = store
-        .job::<Discard<Json>>(&args.job, input.job_options(JobOptions::new()))
+        .job::<Discard<Json>>(
+            &args.job,
+            input.job_options(JobOptions::new().code_version(code_version(args))),
+        )
         .map_err(|e| lib_failure(e, format!("cannot open job {:?}", args.job)))?;
     let done_before = job
         .progress()
@@ -666,4 +675,18 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("3 weeks").is_err());
     }
+}
+
+/// The code version `run` records: `--code-version`, or a short hash of the command line.
+fn code_version(args: &Args) -> String {
+    if let Some(v) = &args.code_version {
+        return v.clone();
+    }
+    let mut h = blake3::Hasher::new();
+    for part in &args.command {
+        let bytes = part.as_encoded_bytes();
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    format!("cmd-{}", &h.finalize().to_hex()[..12])
 }
