@@ -9,7 +9,7 @@
 //! `status` and selected by `redo --code-version`; `lineage --head` changes after a redo,
 //! and `verify --expect-head` with the old head fails naming where the chain diverges. Bad
 //! input: an empty selection (exit 0, nothing changed), a range outside the input and an
-//! unknown code version (exit 1, the versions seen listed), a malformed head (exit 2), a
+//! unknown code version (exit 2, the versions seen listed), a malformed head (exit 2), a
 //! redo without `--yes` off a terminal (exit 2), and a redo while another process holds the
 //! store (refused). The library's `Store::redo` refuses a job that is open (Locked).
 
@@ -218,7 +218,7 @@ fn code_versions_are_recorded_counted_and_selected() {
 
     // An unknown version is refused, naming the versions seen.
     let o = run(&["redo", s(&store), "--code-version", "v9", "--yes"]);
-    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(code(&o), 2, "a bad argument: {}", stderr(&o));
     assert!(stderr(&o).contains("v1, v2"), "{}", stderr(&o));
 
     let done = redo(&store, &["--code-version", "v1", "--yes"]);
@@ -272,7 +272,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     // A range outside the input, an empty range.
     for range in ["900..1100", "20..10"] {
         let o = run(&["redo", s(&store), "--range", range, "--yes"]);
-        assert_eq!(code(&o), 1, "{range}: {}", stderr(&o));
+        assert_eq!(code(&o), 2, "a bad argument, {range}: {}", stderr(&o));
         assert!(stderr(&o).contains("range"), "{}", stderr(&o));
     }
     // Malformed selections and heads are usage errors.

@@ -103,13 +103,27 @@ enum Found {
 fn check(image: Vec<u8>, head_before: &str, head_after: &str, finals: &[(u64, u64)]) -> Found {
     let disk = FaultDisk::from_image(image);
     let store = StoreOptions::new().open_on(&disk).expect("reopens");
-    let head = store.lineage_head(JOB).unwrap().to_string();
-    let found = if head == head_before {
+    let head = store.lineage_head(JOB).unwrap();
+    let found = if head.to_string() == head_before {
         Found::Before
     } else {
+        // The redo entry carries its time, so each run's head differs: check its shape.
+        let (seq_after, _) = head_after.split_once(':').unwrap();
         assert_eq!(
-            head, head_after,
-            "neither the store before nor after the redo"
+            head.seq.to_string(),
+            seq_after,
+            "neither before nor after the redo"
+        );
+        let entry = &store.lineage(JOB, head.seq, 1).unwrap()[0];
+        assert_eq!(
+            format!("{}:{}", head.seq - 1, entry.prev_hash),
+            head_before,
+            "the redo entry follows the old head"
+        );
+        let redo = entry.redo.as_ref().expect("the new entry is the redo");
+        assert_eq!(
+            redo.selection,
+            format!("--range {}..{}", REDONE.start, REDONE.end)
         );
         Found::After
     };

@@ -23,12 +23,12 @@ still verifies. The state stays the fold of the outputs that remain: snapshots f
 earliest removed commit on are retired, and the next open rebuilds the state from an older
 snapshot (or the empty state) plus a replay of the remaining outputs (docs/REDO.md).
 A completed, failed or crashed job becomes paused. The job must not be running: while
-another process writes the store it is refused (locked, exit 75 is not used: exit 1).
+another process writes the store it is refused (the store is locked: exit 1).
 
 --dry-run prints what would be removed and changes nothing. Otherwise it asks for
 confirmation on a terminal; elsewhere pass --yes (without it: exit code 2). An empty
 selection says so, changes nothing and exits 0. A range outside the input, or a code version
-never seen (the message lists those seen), is exit 1.
+never seen (the message lists those seen), is a bad argument: exit 2.
 
 --json prints one object:
   {\"job\": S, \"selection\": S, \"dry_run\": BOOL, \"applied\": BOOL, \"records\": N,
