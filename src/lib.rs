@@ -82,6 +82,7 @@
 //! See the table layout in the repository's `FORMAT.md`; all integers are little-endian.
 //! The `store` module is the one owner of that format; see its docs for the code map.
 
+mod audit;
 mod bytes;
 mod codec;
 pub mod demo;
@@ -99,6 +100,7 @@ mod store;
 pub mod testing;
 pub mod typed;
 
+pub use audit::{AuditDiff, AuditReport, AuditSample};
 pub use bytes::Bytes;
 pub use error::{BoxError, Error, Result};
 pub use input::{FileInput, FileInputBuilder, FileSource, InputFormat, InputRecord};

@@ -11,7 +11,9 @@
 //! input: an empty selection (exit 0, nothing changed), a range outside the input and an
 //! unknown code version (exit 2, the versions seen listed), a malformed head (exit 2), a
 //! redo without `--yes` off a terminal (exit 2), and a redo while another process holds the
-//! store (refused). The library's `Store::redo` refuses a job that is open (Locked).
+//! store (refused). The library's `Store::redo` refuses a job that is open (Locked). The
+//! determinism audit (`demo --audit`) matches the demo's own processing and finds other
+//! processing (another seed), changing nothing.
 
 use std::path::Path;
 use std::process::Output;

@@ -90,6 +90,7 @@ impl EntryRecord {
     }
 
     /// Builds a format-3 entry for a commit (or a redo), computing its BLAKE3 hash.
+    #[allow(clippy::too_many_arguments)] // one argument per stored field
     pub(crate) fn new_v3(
         seq: u64,
         time_ms: u64,
@@ -173,8 +174,9 @@ pub struct LineageEntry {
     pub outputs: Vec<(u64, u64)>,
     /// Ids this commit moved to the dead letters, ascending.
     pub dead_letters: Vec<u64>,
-    /// Hash of the commit's outputs in id order: BLAKE3 over each output's id and stored
-    /// bytes (format 3), or FNV-64 over `(id, crc32)` pairs (format-2 entries).
+    /// Hash of the commit's outputs in id order: BLAKE3 over the stored records
+    /// `[crc32][length][payload]...` (format 3), or FNV-64 over `(id, crc32)` pairs
+    /// (format-2 entries).
     pub outputs_hash: ChainHash,
     /// `hash` of the previous entry (zero for the first entry).
     pub prev_hash: ChainHash,
@@ -220,9 +222,9 @@ impl From<EntryRecord> for LineageEntry {
     }
 }
 
-/// Incrementally hashes a commit's outputs, in id order: BLAKE3 over each output's id and
-/// stored record bytes (format 3), or FNV-64 over `(id, crc32)` (format-2 entries, for
-/// checking them).
+/// Incrementally hashes a commit's outputs, in id order: BLAKE3 over the stored records
+/// (format 3: the same as hashing the segment's record area in one call, which is what the
+/// commit path does), or FNV-64 over `(id, crc32)` (format-2 entries, for checking them).
 #[derive(Debug)]
 pub(crate) enum OutputsHasher {
     Fnv(u64),
@@ -244,7 +246,8 @@ impl OutputsHasher {
     }
 
     /// Adds one output: its id and its stored record (`[crc32][length][payload]`), whose
-    /// CRC is `crc`.
+    /// CRC is `crc`. Format 3 hashes the record bytes only: the entry's ranges bind each
+    /// record's position to its id, and the entry hash covers the ranges.
     pub(crate) fn add(&mut self, id: u64, crc: u32, record: &[u8]) {
         match self {
             OutputsHasher::Fnv(h) => {
@@ -257,7 +260,6 @@ impl OutputsHasher {
                 }
             }
             OutputsHasher::Blake3(h) => {
-                h.update(&id.to_le_bytes());
                 h.update(record);
             }
         }

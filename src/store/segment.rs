@@ -22,7 +22,8 @@ use crate::codec::{self, RECORD_HEADER};
 use crate::error::{Error, Result};
 use crate::lineage::{self, EntryRecord};
 
-const LEN: usize = 4;
+/// Bytes of the entry length prefix.
+pub(crate) const LEN: usize = 4;
 
 /// Builds a segment from a sealed lineage entry and sealed records (made by
 /// [`codec::encode_output`] and [`codec::seal_record_in_place`]), in id order.

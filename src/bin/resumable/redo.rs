@@ -98,6 +98,9 @@ fn parse_time(s: &str) -> Result<u64, String> {
     let (date, time) = t.split_once('T').ok_or_else(bad)?;
     let d: Vec<&str> = date.split('-').collect();
     let (time, frac) = time.split_once('.').unwrap_or((time, "0"));
+    if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
     let h: Vec<&str> = time.split(':').collect();
     if d.len() != 3 || h.len() != 3 {
         return Err(bad());
@@ -275,6 +278,7 @@ mod tests {
         assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
         assert_eq!(parse_time("2023-11-14T22:13:20.5Z"), Ok(1_700_000_000_500));
         assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("2023-11-14T22:13:20.ééZ").is_err());
         assert_eq!(parse_range("100..200"), Ok(100..200));
         assert!(parse_range("100-200").is_err());
     }
