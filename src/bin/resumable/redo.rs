@@ -1,6 +1,7 @@
 //! `resumable redo`: make chosen done records pending again, so the next run processes
 //! exactly those records once more.
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
@@ -87,40 +88,44 @@ fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
 }
 
 /// Milliseconds since the Unix epoch, or a UTC time `YYYY-MM-DDTHH:MM:SS[.fff]Z`.
-fn parse_time(s: &str) -> Result<u64, String> {
-    if let Ok(ms) = s.parse::<u64>() {
+fn parse_time(input: &str) -> Result<u64, String> {
+    if let Ok(ms) = input.parse::<u64>() {
         return Ok(ms);
     }
     let bad = || {
-        format!("{s:?} is not a time: give ms since the Unix epoch or YYYY-MM-DDTHH:MM:SSZ (UTC)")
+        format!(
+            "{input:?} is not a time: give ms since the Unix epoch or YYYY-MM-DDTHH:MM:SSZ (UTC)"
+        )
     };
-    let t = s.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, time) = t.split_once('T').ok_or_else(bad)?;
-    let d: Vec<&str> = date.split('-').collect();
-    let (time, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let stamp = input.strip_suffix('Z').ok_or_else(bad)?;
+    let (date, clock) = stamp.split_once('T').ok_or_else(bad)?;
+    let (clock, frac) = clock.split_once('.').unwrap_or((clock, "0"));
     if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    let h: Vec<&str> = time.split(':').collect();
-    if d.len() != 3 || h.len() != 3 {
+    let num = |x: &str| x.parse::<i64>().map_err(|_| bad());
+    let ymd = date.split('-').map(num).collect::<Result<Vec<_>, _>>()?;
+    let hms = clock.split(':').map(num).collect::<Result<Vec<_>, _>>()?;
+    let (&[year, month, day], &[hour, minute, second]) = (ymd.as_slice(), hms.as_slice()) else {
+        return Err(bad());
+    };
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || !(0..24).contains(&hour)
+        || !(0..60).contains(&minute)
+        || !(0..=60).contains(&second)
+    {
         return Err(bad());
     }
-    let n = |x: &str| x.parse::<i64>().map_err(|_| bad());
-    let (y, m, day) = (n(d[0])?, n(d[1])?, n(d[2])?);
-    let (hh, mm, ss) = (n(h[0])?, n(h[1])?, n(h[2])?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
-        return Err(bad());
-    }
-    let ms_frac = n(&format!("{frac:0<3}")[..3])?;
+    let millis = num(&format!("{frac:0<3}")[..3])?;
     // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let ms = ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + ms_frac;
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let ms = (days * 86_400 + hour * 3600 + minute * 60 + second) * 1000 + millis;
     u64::try_from(ms).map_err(|_| bad())
 }
 
@@ -189,11 +194,12 @@ fn describe(r: &RedoReport) -> String {
         output::ranges(&r.outputs, 8)
     );
     if !dead.is_empty() {
-        s.push_str(&format!(
+        let _ = write!(
+            s,
             ", {} dead letters {}",
             count(dead.len() as u64),
             output::ranges(&dead, 8)
-        ));
+        );
     }
     s
 }

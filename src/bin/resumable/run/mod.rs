@@ -662,6 +662,20 @@ fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
     )
 }
 
+/// The code version `run` records: `--code-version`, or a short hash of the command line.
+fn code_version(args: &Args) -> String {
+    if let Some(v) = &args.code_version {
+        return v.clone();
+    }
+    let mut h = blake3::Hasher::new();
+    for part in &args.command {
+        let bytes = part.as_encoded_bytes();
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    format!("cmd-{}", &h.finalize().to_hex()[..12])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,18 +689,4 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("3 weeks").is_err());
     }
-}
-
-/// The code version `run` records: `--code-version`, or a short hash of the command line.
-fn code_version(args: &Args) -> String {
-    if let Some(v) = &args.code_version {
-        return v.clone();
-    }
-    let mut h = blake3::Hasher::new();
-    for part in &args.command {
-        let bytes = part.as_encoded_bytes();
-        h.update(&(bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    }
-    format!("cmd-{}", &h.finalize().to_hex()[..12])
 }
