@@ -17,7 +17,9 @@ mod hash;
 mod stored;
 
 pub use hash::{ChainHash, LineageHead, ParseHashError};
-pub(crate) use stored::{decode_entry, decode_payload, seal_entry};
+#[cfg(feature = "testing")]
+pub(crate) use stored::decode_payload;
+pub(crate) use stored::{decode_entry, seal_entry};
 
 /// What a redo removed: recorded in the lineage entry that made it (FORMAT.md, format 3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
