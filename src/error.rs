@@ -109,6 +109,17 @@ pub enum Error {
         what: String,
     },
 
+    /// The store was not shut down cleanly (its writer crashed or was killed) and needs
+    /// crash recovery, which a read-only open never runs. Nothing is lost: recovery keeps
+    /// every durable commit.
+    #[error(
+        "{path} was not shut down cleanly and needs crash recovery, which a read-only open does not run; run `resumable recover {path}` (or the job again), or pass --recover to the read command to recover it first"
+    )]
+    NeedsRecovery {
+        /// The store file.
+        path: PathBuf,
+    },
+
     /// The disk is full. The store is at its last good commit.
     #[error(
         "disk full while writing the store; free space, then reopen the store to resume from the last durable commit"
@@ -189,6 +200,7 @@ impl Error {
             Error::JobMismatch { .. } => "JobMismatch",
             Error::JobNotFound(_) => "JobNotFound",
             Error::Locked { .. } => "Locked",
+            Error::NeedsRecovery { .. } => "NeedsRecovery",
             Error::DiskFull(_) => "DiskFull",
             Error::Poisoned => "Poisoned",
             Error::Io(_) => "Io",

@@ -117,7 +117,8 @@ pub use runner::{
     RetryPolicy, RunEnd, RunReport, Runner, Source, Stats, StatsHandle, StopHandle,
 };
 pub use store::{
-    ChainStop, Compaction, DeadLetter, FORMAT_VERSION, HeadCheck, JobStatus, Problem, RedoReport,
-    RedoSelection, RewindReport, SalvageOptions, SalvageReport, SalvagedJob, SnapshotInfo,
-    SpaceInfo, Store, StoreOptions, StoredOutput, UnusedSegment, VerifyReport, VersionCount,
+    ChainStop, Compaction, Concurrency, DeadLetter, FORMAT_VERSION, HeadCheck, JobStatus, Problem,
+    RedoReport, RedoSelection, RewindReport, SalvageOptions, SalvageReport, SalvagedJob,
+    SnapshotInfo, SpaceInfo, Store, StoreOptions, StoredOutput, UnusedSegment, VerifyReport,
+    VersionCount,
 };

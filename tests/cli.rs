@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use resumable::demo::DemoTotals;
-use resumable::{JobOptions, Store};
+use resumable::{JobOptions, Store, StoreOptions};
 use serde_json::Value;
 
 fn bin() -> Command {
@@ -144,8 +144,31 @@ fn status_reports_fresh_crashed_paused_and_completed_jobs() {
         "1000",
     ]);
     assert_eq!(code(&o), 3, "the crash hook exits with 3: {}", stderr(&o));
-    // The read-only open needs crash recovery first: status falls back and says so.
-    let o = run(&["status", s(&path), "--job", "crashed", "--json"]);
+    // A read command never recovers a store on its own: status refuses it, writing nothing,
+    // and says what to do; --recover recovers it first.
+    let before = std::fs::read(&path).unwrap();
+    let refused = json_error(&["status", s(&path), "--job", "crashed", "--json"], 1);
+    assert_eq!(refused["error"]["kind"], "needs_recovery", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resumable recover"),
+        "{refused}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "a read command wrote"
+    );
+    let o = run(&[
+        "status",
+        s(&path),
+        "--job",
+        "crashed",
+        "--json",
+        "--recover",
+    ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let crashed: Value = serde_json::from_slice(&o.stdout).unwrap();
     let crashed = &crashed["jobs"][0];
@@ -217,7 +240,10 @@ fn demo_killed_repeatedly_then_resumed_exports_what_an_uninterrupted_run_does() 
         if !killed.exists() {
             continue; // killed before it created the store
         }
-        let job = status_job(&killed, "demo");
+        // A killed job leaves the store needing recovery, which read commands never run
+        // themselves: --recover asks for it.
+        let v = json(&["status", s(&killed), "--job", "demo", "--json", "--recover"]);
+        let job = &v["jobs"][0];
         let n = job["records_done"].as_u64().unwrap();
         println!("round {round}: killed with {n} records done");
         if job["lifecycle"] == "running" && n > 0 {
@@ -609,8 +635,22 @@ fn exit_codes_are_0_ok_1_problem_2_usage() {
     assert_eq!(code(&o), 1, "another seed is another input: {}", stderr(&o));
     assert!(stderr(&o).contains("input manifest"), "{}", stderr(&o));
 
-    // 1: locked. This process holds the store for writing; read and write commands say so.
+    // A writer with live readers (the default): read commands work beside it; commands that
+    // write say it is in use (1).
     let held = Store::open(&path).unwrap();
+    for args in [vec!["status", p], vec!["export", p], vec!["verify", p]] {
+        let o = run(&args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+    }
+    let o = run(&["compact", p]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("in use"), "{}", stderr(&o));
+    drop(held);
+    // 1: locked. An exclusive writer admits no readers; every command says so.
+    let held = StoreOptions::new()
+        .concurrency(resumable::Concurrency::Exclusive)
+        .open(&path)
+        .unwrap();
     for args in [
         vec!["status", p],
         vec!["export", p],
@@ -1036,6 +1076,16 @@ fn report_handles_an_empty_job_one_commit_a_damaged_store_and_a_shard_directory(
     ]);
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     std::fs::write(shards.join("shard-00003-of-00004.redb"), b"").unwrap();
+    // The crashed shard needs recovery, which a report never runs: it is a problem, named.
+    let (c, summary, _) = report(&shards, &[]);
+    assert_eq!(c, 1, "{summary}");
+    let problems = summary["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.to_string().contains("recover")),
+        "{problems:?}"
+    );
+    assert_eq!(code(&run(&["recover", s(&partial)])), 0);
     let (c, summary, html) = report(&shards, &[]);
     assert_eq!(c, 1, "a missing and an unreadable shard: {summary}");
     assert_eq!(summary["source"], "directory");

@@ -99,7 +99,8 @@ impl Env {
     }
 
     fn export(store: &str) -> Vec<u8> {
-        let o = resumable(&["export", store, "--job", "run"]);
+        // --recover: some tests read a store right after a simulated crash.
+        let o = resumable(&["export", store, "--job", "run", "--recover"]);
         assert_eq!(code(&o), 0, "export: {}", stderr(&o));
         o.stdout
     }

@@ -32,6 +32,13 @@ impl<S: Fold> Job<S> {
             progress_every_commits: options.progress_every_commits,
             describe_types: Some(crate::typed::describe_job::<S>),
         };
+        // One-record or deferred commits run the store in exclusive mode (see
+        // `StoreOptions::live_readers`).
+        let policy = &options.commit_policy;
+        let deferred = matches!(policy.durability, crate::Durability::Deferred { .. });
+        if deferred || policy.max_group_records == 1 {
+            store.prefer_exclusive(deferred)?;
+        }
         let (mut job_store, loaded) = JobStore::open(store, name, &spec)?;
         let last_seq = loaded.last_seq;
         let (mut state, from) = match job_store.newest_snapshot(last_seq, codec::decode::<S>)? {

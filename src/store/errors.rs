@@ -63,13 +63,9 @@ pub(crate) fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
             what: path.display().to_string(),
         },
-        redb::DatabaseError::RepairAborted => Error::Storage(
-            format!(
-                "{} was not shut down cleanly and needs recovery, which a read-only open cannot do; open it read-write (run the job, or `resumable verify`) first",
-                path.display()
-            )
-            .into(),
-        ),
+        redb::DatabaseError::RepairAborted => Error::NeedsRecovery {
+            path: path.to_owned(),
+        },
         redb::DatabaseError::UpgradeRequired(v) => Error::NotAStore {
             path: path.to_owned(),
             reason: format!(

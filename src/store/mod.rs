@@ -46,7 +46,7 @@ mod write;
 
 pub use chain::{HeadCheck, VersionCount};
 pub use inspect::{DeadLetter, JobStatus, SnapshotInfo, StoredOutput};
-pub use open::{FORMAT_VERSION, Store, StoreOptions};
+pub use open::{Concurrency, FORMAT_VERSION, Store, StoreOptions};
 pub use redo::{RedoReport, RedoSelection};
 pub use repair::RewindReport;
 pub use salvage::{ChainStop, SalvageOptions, SalvageReport, SalvagedJob, UnusedSegment};

@@ -42,8 +42,8 @@ impl Store {
     pub fn space(&self) -> Result<SpaceInfo> {
         let file_bytes = self.file_bytes();
         let (used_bytes, exact) = match self.inner.db() {
-            Db::ReadWrite(db) => {
-                let txn = db.read().begin_write().map_err(storage)?;
+            Db::ReadWrite(w) => {
+                let txn = w.read().db()?.begin_write().map_err(storage)?;
                 let stats = txn.stats().map_err(storage)?;
                 let used = stats.allocated_pages() * stats.page_size() as u64;
                 txn.abort().map_err(storage)?;

@@ -68,7 +68,9 @@ pub(crate) fn create_job(
 /// Applies a commit plan in one write transaction.
 pub(crate) fn commit(inner: &StoreInner, tables: &JobTables, plan: &CommitPlan<'_>) -> Result<()> {
     let mut txn = inner.begin_write()?;
-    if !plan.durable {
+    // Live readers can only follow durable commits (redb refuses non-durable ones in that
+    // mode): there, a commit that may stay volatile (a snapshot) is made durable instead.
+    if !plan.durable && !inner.live_readers() {
         txn.set_durability(redb::Durability::None)
             .map_err(|e| Error::Storage(Box::new(e)))?;
     }

@@ -1,10 +1,15 @@
 //! The simulated disk ([`FaultDisk`]), its redb backend ([`FaultBackend`]) and crash images.
 
 use std::io;
+use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Mutex, MutexGuard};
-use redb::StorageBackend;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use redb::{BackendError, StorageBackend};
+
+/// Bytes of redb's file header (its `DB_HEADER_SIZE`): magic, layout and two commit slots.
+const REDB_HEADER_BYTES: usize = 320;
 
 /// Sector size of [`LossModel::TornSectors`]; the smallest unit a real disk writes atomically.
 const SECTOR_BYTES: usize = 512;
@@ -91,6 +96,103 @@ struct State {
     failing: Option<io::ErrorKind>,
 }
 
+/// One byte-range lock held by a backend instance.
+#[derive(Clone, Copy, Debug)]
+struct RangeLock {
+    owner: u64,
+    /// Inclusive bounds; an unbounded end is `u64::MAX`.
+    first: u64,
+    last: u64,
+    shared: bool,
+}
+
+/// The byte-range locks of every backend open on one disk, like `fcntl` locks on a file:
+/// each [`FaultBackend`] is an independent owner, so two databases opened on the same disk
+/// conflict exactly as two processes on one file do. Locks are not mutating operations:
+/// they are not counted and never fault, and a crash does not free them (the crashed
+/// handles still hold them until closed), while a disk made from a crash image starts
+/// with none.
+#[derive(Debug, Default)]
+struct LockTable {
+    held: Mutex<Vec<RangeLock>>,
+    released: Condvar,
+}
+
+impl LockTable {
+    /// Whether a lock of `owner` over `first..=last` (shared or not) conflicts with one held
+    /// by another owner.
+    fn conflicts(held: &[RangeLock], owner: u64, first: u64, last: u64, shared: bool) -> bool {
+        held.iter().any(|l| {
+            l.owner != owner && l.first <= last && first <= l.last && !(shared && l.shared)
+        })
+    }
+
+    fn try_lock(&self, owner: u64, first: u64, last: u64, shared: bool) -> bool {
+        let mut held = self.held.lock();
+        if Self::conflicts(&held, owner, first, last, shared) {
+            return false;
+        }
+        held.push(RangeLock {
+            owner,
+            first,
+            last,
+            shared,
+        });
+        true
+    }
+
+    fn lock(&self, owner: u64, first: u64, last: u64, shared: bool) {
+        let mut held = self.held.lock();
+        while Self::conflicts(&held, owner, first, last, shared) {
+            self.released.wait(&mut held);
+        }
+        held.push(RangeLock {
+            owner,
+            first,
+            last,
+            shared,
+        });
+    }
+
+    fn unlock(&self, owner: u64, first: u64, last: u64) -> bool {
+        let mut held = self.held.lock();
+        let found = held
+            .iter()
+            .position(|l| l.owner == owner && l.first == first && l.last == last);
+        if let Some(i) = found {
+            held.swap_remove(i);
+            self.released.notify_all();
+        }
+        found.is_some()
+    }
+
+    fn release_all(&self, owner: u64) {
+        self.held.lock().retain(|l| l.owner != owner);
+        self.released.notify_all();
+    }
+}
+
+/// Inclusive bounds of a lock range; an empty or inverted range is an error.
+fn lock_bounds(start: Bound<u64>, end: Bound<u64>) -> Result<(u64, u64), BackendError> {
+    let first = match start {
+        Bound::Included(s) => Some(s),
+        Bound::Excluded(s) => s.checked_add(1),
+        Bound::Unbounded => Some(0),
+    };
+    let last = match end {
+        Bound::Included(e) => Some(e),
+        Bound::Excluded(e) => e.checked_sub(1),
+        Bound::Unbounded => Some(u64::MAX),
+    };
+    match (first, last) {
+        (Some(first), Some(last)) if first <= last => Ok((first, last)),
+        _ => Err(BackendError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "empty lock range",
+        ))),
+    }
+}
+
 // Hand-written: a derived impl would print every byte of both images.
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -156,6 +258,7 @@ impl State {
 #[derive(Clone, Debug, Default)]
 pub struct FaultDisk {
     state: Arc<Mutex<State>>,
+    locks: Arc<LockTable>,
 }
 
 impl FaultDisk {
@@ -175,6 +278,7 @@ impl FaultDisk {
         };
         Self {
             state: Arc::new(Mutex::new(state)),
+            locks: Arc::default(),
         }
     }
 
@@ -241,15 +345,37 @@ impl FaultDisk {
 
     /// The number of writes made since the last successful sync (`set_len` not counted).
     ///
-    /// This is the durability oracle at acknowledgement time: when a durable commit returns, it
-    /// must be `0`. A trailing unsynced `set_len` (file growth) is harmless because nothing
-    /// refers to the grown region yet.
+    /// In redb's default (exclusive) mode this is the durability oracle at acknowledgement
+    /// time: when a durable commit returns, it must be `0`. A trailing unsynced `set_len` (file
+    /// growth) is harmless because nothing refers to the grown region yet. In the live-reader
+    /// mode a commit ends with one more header write after its fsync (clearing the
+    /// "primary unflushed" mark, see [`FaultDisk::unsynced_data_writes`]).
     #[must_use]
     pub fn unsynced_writes(&self) -> usize {
         self.lock()
             .pending
             .iter()
             .filter(|op| matches!(op, Op::Write { .. }))
+            .count()
+    }
+
+    /// The number of writes since the last successful sync that reach past redb's file header
+    /// (its first 320 bytes; `set_len` not counted).
+    ///
+    /// The durability oracle at acknowledgement time in every concurrency mode: when a
+    /// durable commit returns, it must be `0`. In the live-reader mode a commit's header is
+    /// written twice: marked "primary unflushed", fsynced with the commit's pages, then
+    /// rewritten without the mark and left unsynced; a crash that loses that last write
+    /// leaves the marked header, which redb's recovery accepts as the durable commit it is.
+    #[must_use]
+    pub fn unsynced_data_writes(&self) -> usize {
+        self.lock()
+            .pending
+            .iter()
+            .filter(|op| match op {
+                Op::Write { offset, data } => offset + data.len() > REDB_HEADER_BYTES,
+                Op::SetLen(_) => false,
+            })
             .count()
     }
 
@@ -300,7 +426,11 @@ impl FaultDisk {
     /// A redb storage backend on this disk. Every backend and handle of a disk shares it.
     #[must_use]
     pub fn backend(&self) -> FaultBackend {
-        FaultBackend { disk: self.clone() }
+        static OWNERS: AtomicU64 = AtomicU64::new(1);
+        FaultBackend {
+            disk: self.clone(),
+            owner: OWNERS.fetch_add(1, Ordering::Relaxed),
+        }
     }
 }
 
@@ -389,11 +519,13 @@ fn range_end(offset: u64, len: usize) -> io::Result<(usize, usize)> {
 
 /// A redb storage backend over a [`FaultDisk`]; make one with [`FaultDisk::backend`].
 ///
-/// It keeps redb's default lock methods, which report "unsupported", so it works only in redb's
-/// default single-writer concurrency mode.
+/// It implements redb's byte-range locks (every backend made by [`FaultDisk::backend`] is an
+/// independent owner, as two processes are), so a store on it opens in every concurrency
+/// mode, the live-reader mode `resumable` uses by default included.
 #[derive(Debug)]
 pub struct FaultBackend {
     disk: FaultDisk,
+    owner: u64,
 }
 
 impl StorageBackend for FaultBackend {
@@ -457,7 +589,51 @@ impl StorageBackend for FaultBackend {
     }
 
     fn close(&self) -> io::Result<()> {
+        self.disk.locks.release_all(self.owner);
         self.disk.lock().check_alive()
+    }
+
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        let (first, last) = lock_bounds(start, end)?;
+        Ok(self.disk.locks.try_lock(self.owner, first, last, false))
+    }
+
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
+        let (first, last) = lock_bounds(start, end)?;
+        Ok(self.disk.locks.try_lock(self.owner, first, last, true))
+    }
+
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        let (first, last) = lock_bounds(start, end)?;
+        self.disk.locks.lock(self.owner, first, last, false);
+        Ok(())
+    }
+
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        let (first, last) = lock_bounds(start, end)?;
+        self.disk.locks.lock(self.owner, first, last, true);
+        Ok(())
+    }
+
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        let (first, last) = lock_bounds(start, end)?;
+        if self.disk.locks.unlock(self.owner, first, last) {
+            Ok(())
+        } else {
+            Err(BackendError::Io(io::Error::other(
+                "unlock of a range this backend does not hold",
+            )))
+        }
+    }
+
+    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        let (first, last) = lock_bounds(start, end)?;
+        let held = self.disk.locks.held.lock();
+        Ok(LockTable::conflicts(&held, self.owner, first, last, false))
     }
 }
 

@@ -219,7 +219,7 @@ pub fn run_incarnation(disk: &FaultDisk, w: &Workload, check: bool) -> Incarnati
                     "group {g}: receipt {receipt:?}"
                 );
                 assert_eq!(
-                    disk.unsynced_writes(),
+                    disk.unsynced_data_writes(),
                     0,
                     "group {g} acknowledged while writes were unsynced"
                 );

@@ -426,7 +426,7 @@ fn audit(args: &Args, demo: &DemoJob, share: f64, json: bool) -> anyhow::Result<
     if !(0.0..=1.0).contains(&share) {
         return crate::usage(format!("--audit must be between 0 and 1, not {share}"));
     }
-    let store = crate::open::read(&args.store)?;
+    let store = crate::open::read(&args.store, false)?;
     let sample = resumable::AuditSample::Share {
         share,
         seed: args.seed,

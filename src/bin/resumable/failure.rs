@@ -56,6 +56,9 @@ impl std::error::Error for NoJobs {}
 /// Advice when the file cannot be opened as a store at all.
 const UNOPENABLE: &str = "the file does not open, so `resumable verify` cannot read it either: copy out every commit that still verifies with `resumable salvage STORE --into NEW`, or restore the file from a backup (see the runbook's backups paragraph)";
 
+/// Advice when the file's pages are damaged: cut short, or failing their checksums.
+const FILE_DAMAGED: &str = "the file's pages are damaged (cut short or failing their checksums), which rewinding cannot mend: copy out every commit that still verifies with `resumable salvage STORE --into NEW`, or restore the file from a backup (see the runbook's backups paragraph)";
+
 /// The error's kind (see the module docs) and the advice for it.
 fn classify(e: &anyhow::Error) -> (String, &'static str) {
     let at_open = e.downcast_ref::<CannotOpen>().is_some();
@@ -113,6 +116,9 @@ fn advice(e: &resumable::Error, at_open: bool) -> &'static str {
     use resumable::Error as E;
     match e {
         E::Corrupt { .. } | E::Storage(_) if at_open => UNOPENABLE,
+        // The file itself is cut short or fails page checksums (a live reader opens such a
+        // file and finds the damage on the first read of it): rewind cannot mend that.
+        E::Corrupt { what, .. } if what == "store file" => FILE_DAMAGED,
         E::Unopenable { .. } => UNOPENABLE,
         E::NotAStore { .. } => {
             "check the path; if this file was a store, it is damaged beyond opening: `resumable salvage STORE --into NEW` copies out what still verifies, or restore it from a backup"
@@ -128,6 +134,9 @@ fn advice(e: &resumable::Error, at_open: bool) -> &'static str {
         E::JobNotFound(_) => "list the jobs with `resumable status STORE`",
         E::Locked { .. } => {
             "another process holds the store for writing: wait for it to finish or stop it, then retry"
+        }
+        E::NeedsRecovery { .. } => {
+            "run `resumable recover STORE` (or the job again) to recover it, or add --recover to this command; recovery keeps every durable commit"
         }
         E::DiskFull(_) => {
             "free space on the disk, then retry: the store is at its last durable commit"

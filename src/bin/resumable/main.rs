@@ -18,6 +18,7 @@ mod open;
 mod output;
 mod pin;
 mod ranges;
+mod recover;
 mod redo;
 mod report;
 mod requeue;
@@ -51,15 +52,19 @@ Exit codes:
 Kubernetes podFailurePolicy: FailIndex on exit codes 1 and 2, retry the rest; Slurm:
 requeue on 75 (docs/RUNBOOK.md has example rules).
 
-Read commands (status, ranges, snapshots, lineage, export, dead-letters) open the store
-read-only; while a job holds the store for writing they say it is in use. Logs go to
+Read commands (status, ranges, snapshots, lineage, export, dead-letters, verify) open the
+store as live readers: they work while a job runs on it and see its commits as they land,
+and they never write. A store whose job crashed needs recovery first: they refuse it with
+that advice (kind needs_recovery), unless --recover is given; `resumable recover STORE`
+runs recovery alone. Jobs with one-record commits or deferred durability hold the store
+exclusively (live readers would slow them): readers then get kind locked. Logs go to
 stderr; set RUST_LOG (e.g. RUST_LOG=info) for more. --json (every command but export,
 which has --format) prints the stable shape documented in the command's --help; when the
 command fails it prints instead, with the same exit code:
   {\"error\": {\"kind\": S, \"message\": S, \"advice\": S}}
 kind is what went wrong: usage (also for bad arguments), io (a missing store file among
 others), not_a_store, unsupported_format, corrupt, storage (the storage engine cannot read
-the file), job_mismatch, job_not_found, locked, disk_full, poisoned, lifecycle, record,
+the file), job_mismatch, job_not_found, locked, needs_recovery, disk_full, poisoned, lifecycle, record,
 panicked, snapshot_not_found, invalid_argument, internal (resumable failed), or other.
 message is what stderr says; advice what to do.";
 
@@ -89,6 +94,7 @@ enum Command {
     Rewind(rewind::Args),
     Fork(fork::Args),
     Compact(compact::Args),
+    Recover(recover::Args),
     Report(report::Args),
     Salvage(salvage::Args),
     /// Pin a snapshot generation: keep it from retention (a savepoint).
@@ -190,6 +196,7 @@ impl Command {
             Command::Rewind(a) => a.output.json,
             Command::Fork(a) => a.output.json,
             Command::Compact(a) => a.output.json,
+            Command::Recover(a) => a.output.json,
             Command::Report(a) => a.output.json,
             Command::Salvage(a) => a.output.json,
             Command::Pin(a) | Command::Unpin(a) => a.output.json,
@@ -212,6 +219,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Redo(a) => redo::run(a, a.output.json),
         Command::Verify(a) => verify::run(a, a.output.json),
         Command::Rewind(a) => rewind::run(a, a.output.json),
+        Command::Recover(a) => recover::run(a, a.output.json),
         Command::Fork(a) => fork::run(a, a.output.json),
         Command::Compact(a) => compact::run(a, a.output.json),
         Command::Report(a) => report::run(a, a.output.json),

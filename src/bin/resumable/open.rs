@@ -17,6 +17,11 @@ pub(crate) struct JobArgs {
     /// The job (default: the store's only job).
     #[arg(long)]
     job: Option<String>,
+    /// If the store was not shut down cleanly (its job crashed), run crash recovery first
+    /// (as `resumable recover` does) instead of refusing to read it. Never recovers a store
+    /// a live job holds.
+    #[arg(long)]
+    recover: bool,
 }
 
 impl JobArgs {
@@ -25,9 +30,14 @@ impl JobArgs {
         &self.store
     }
 
+    /// Whether `--recover` was given.
+    pub(crate) fn recover(&self) -> bool {
+        self.recover
+    }
+
     /// Opens the store for reading (see [`read`]) and picks the job (see [`job`]).
     pub(crate) fn open_read(&self) -> anyhow::Result<(Store, String)> {
-        let store = read(&self.store)?;
+        let store = read(&self.store, self.recover)?;
         let job = job(&store, self.job.as_deref())?;
         Ok((store, job))
     }
@@ -64,22 +74,32 @@ pub(crate) fn require_file(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens an existing store for reading. A read-only open never changes the file; when it
-/// fails because the store was not shut down cleanly (a crashed job), the store needs
-/// recovery, which only a read-write open performs: do that, and say so on stderr.
-pub(crate) fn read(path: &Path) -> anyhow::Result<Store> {
+/// Opens an existing store for reading, as a live reader: it sees a running job's commits
+/// as they land and never changes the file. A store that was not shut down cleanly (a
+/// crashed job, no writer alive) needs recovery, which a read-only open never runs: it is
+/// refused with `NeedsRecovery`, unless `recover` (`--recover`) asks to recover it first.
+pub(crate) fn read(path: &Path, recover: bool) -> anyhow::Result<Store> {
     require_file(path)?;
     match Store::open_read_only(path) {
         Ok(store) => Ok(store),
-        Err(Error::Storage(reason)) => {
-            note(format_args!(
-                "note: {} cannot be read as it is ({reason}); opening it read-write to run crash recovery",
-                path.display()
-            ));
-            write(path)
+        Err(Error::NeedsRecovery { .. }) if recover => {
+            recover_store(path)?;
+            Store::open_read_only(path)
+                .map_err(|e| anyhow::Error::new(e).context(CannotOpen(path.to_owned())))
         }
         Err(e) => Err(anyhow::Error::new(e).context(CannotOpen(path.to_owned()))),
     }
+}
+
+/// Runs crash recovery on a store no live process holds: a read-write open (which recovers,
+/// then checks every page checksum), closed at once. Says so on stderr.
+pub(crate) fn recover_store(path: &Path) -> anyhow::Result<()> {
+    note(format_args!(
+        "note: {} was not shut down cleanly; running crash recovery (every durable commit is kept)",
+        path.display()
+    ));
+    drop(write(path)?);
+    Ok(())
 }
 
 /// Opens an existing store for writing (recovering it if it was not shut down cleanly) and

@@ -120,7 +120,7 @@ impl<'a> JobJson<'a> {
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
-    let store = open::read(args.target.store())?;
+    let store = open::read(args.target.store(), args.target.recover())?;
     let names = args.target.named_or_all(&store)?;
     let statuses = names
         .iter()

@@ -28,13 +28,16 @@ log or a ticket) also checks the job's lineage against that recorded head: it fa
 the head is the same, and names where the chain diverges (an entry added after the recorded
 head, an entry whose hash changed, or entries dropped). A malformed head is a usage error.
 
-The store is opened read-write (the page check needs it), so no job may be running on it.
+verify never runs crash recovery: a store whose job crashed is refused with advice
+(`resumable recover STORE`), or recovered first with --recover. While a job runs on the
+store, verify reads what is committed (as a live reader) and skips the page check, which
+needs the store to itself: the output says so (integrity.checked is false).
 Exit code 0 when everything checks out, 1 when damage is found (the first bad item is
 named, with what to do), 2 on usage errors.
 
 --json prints one object:
   {\"ok\": BOOL, \"store\": PATH,
-   \"integrity\": {\"ok\": BOOL, \"detail\": S|null},
+   \"integrity\": {\"ok\": BOOL, \"checked\": BOOL, \"detail\": S|null},
    \"jobs\": [{\"job\": S, \"ok\": BOOL, \"outputs_checked\": N, \"lineage_checked\": N,
              \"snapshots_checked\": N, \"dead_letters_checked\": N,
              \"state_replayed\": BOOL, \"state_replay_note\": S|null,
@@ -117,6 +120,7 @@ struct VerifyJson<'a> {
 #[derive(Serialize)]
 struct IntegrityJson<'a> {
     ok: bool,
+    checked: bool,
     detail: Option<&'a str>,
 }
 
@@ -182,6 +186,43 @@ pub(crate) fn check_job(store: &Store, job: &str) -> Vec<(String, String)> {
     verify_job(store, job).problems()
 }
 
+/// What came of redb's check of every page checksum.
+enum PageCheck {
+    /// It ran: `Err` describes the damage.
+    Ran(Result<(), String>),
+    /// A running job holds the store, and the check needs the store to itself.
+    Skipped,
+}
+
+/// Opens the store for `verify`: as a live reader (never recovering a crashed store unless
+/// `recover`), then, when no job holds it, read-write without recovery to run redb's page
+/// check, which needs a writable handle. While a job runs, the page check is skipped and
+/// every other check reads what is committed.
+fn open_for_verify(path: &std::path::Path, recover: bool) -> anyhow::Result<(Store, PageCheck)> {
+    let reader = open::read(path, recover)?;
+    // The read-only open found the store clean (or `--recover` recovered it), so this open
+    // recovers nothing; page checksums are checked below, reported as findings.
+    match StoreOptions::new()
+        .create(false)
+        .verify_on_open(false)
+        .open(path)
+    {
+        Ok(store) => {
+            drop(reader);
+            let integrity = match store.check_integrity() {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(
+                    "redb found damaged pages and repaired its allocation state; verify again, and check the disk".to_owned(),
+                ),
+                Err(e) => Err(e.to_string()),
+            };
+            Ok((store, PageCheck::Ran(integrity)))
+        }
+        Err(resumable::Error::Locked { .. }) => Ok((reader, PageCheck::Skipped)),
+        Err(e) => Err(anyhow::Error::new(e).context(CannotOpen(path.to_owned()))),
+    }
+}
+
 fn verify_job(store: &Store, job: &str) -> JobResult {
     let mut result = JobResult {
         job: job.to_owned(),
@@ -216,9 +257,9 @@ fn verify_job(store: &Store, job: &str) -> JobResult {
         ));
         return result;
     }
-    if status.lifecycle == JobState::Running {
+    if status.lifecycle == JobState::Running || store.is_read_only() {
         result.replay_note = Some(
-            "state replay skipped: the job is marked running (it crashed); resume it, then verify again"
+            "state replay skipped: the job is running (or crashed and not resumed yet); verify again when it is idle"
                 .to_owned(),
         );
         return result;
@@ -235,20 +276,7 @@ fn verify_job(store: &Store, job: &str) -> JobResult {
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let path = args.target.store();
-    open::require_file(path)?;
-    // Page checksums are checked below, reported as findings rather than an open error.
-    let store = StoreOptions::new()
-        .create(false)
-        .verify_on_open(false)
-        .open(path)
-        .map_err(|e| anyhow::Error::new(e).context(CannotOpen(path.to_owned())))?;
-    let integrity: Result<(), String> = match store.check_integrity() {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(
-            "redb found damaged pages and repaired its allocation state; verify again, and check the disk".to_owned(),
-        ),
-        Err(e) => Err(e.to_string()),
-    };
+    let (store, integrity) = open_for_verify(path, args.target.recover())?;
     let names = args.target.named_or_all(&store)?;
     // A job that does not exist is a wrong argument, not damage: fail as every command does.
     for name in &names {
@@ -272,6 +300,10 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             Err(e) => result.problems.push(describe(&e)),
         }
     }
+    let (integrity, pages_checked) = match integrity {
+        PageCheck::Ran(result) => (result, true),
+        PageCheck::Skipped => (Ok(()), false),
+    };
     let first_problem = integrity
         .as_ref()
         .err()
@@ -286,6 +318,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             store: path.display().to_string(),
             integrity: IntegrityJson {
                 ok: integrity.is_ok(),
+                checked: pages_checked,
                 detail: integrity.as_ref().err().map(String::as_str),
             },
             jobs: results.iter().map(JobJson::from).collect(),
@@ -293,6 +326,11 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         })?;
     } else {
         match &integrity {
+            Ok(()) if !pages_checked => writeln!(
+                out,
+                "store {}: page checksums not checked: a running job holds the store (verify again when it is idle); its committed data is checked below",
+                path.display()
+            )?,
             Ok(()) => writeln!(out, "store {}: page checksums ok", path.display())?,
             Err(d) => writeln!(out, "store {}: DAMAGED: {d}", path.display())?,
         }

@@ -51,6 +51,16 @@ pub(super) struct BenchJson<'a> {
     durable_ack_latency_ms: LatencyJson,
     resume: ResumeJson,
     per_commit_cost: PerCommitJson,
+    live_readers: LiveReadersJson,
+}
+
+/// The concurrency modes side by side (same run): each default against the other mode.
+#[derive(Serialize)]
+struct LiveReadersJson {
+    /// Default group commit (live readers) / the same forced to exclusive mode.
+    group_live_vs_exclusive: f64,
+    /// One-record commits forced to live readers / the default (exclusive mode).
+    per_record_live_vs_exclusive: f64,
 }
 
 #[derive(Serialize)]
@@ -216,6 +226,15 @@ impl Report {
                 at_least: false,
             },
             Ratio {
+                // What live readers cost the default group commit: its throughput against the
+                // same policy in exclusive mode, same run.
+                name: "live_readers_group_cost",
+                value: 1.0
+                    - m(Variant::ResumableGroupDefault) / m(Variant::ResumableGroupExclusive),
+                bar: 0.02,
+                at_least: false,
+            },
+            Ratio {
                 // The same overhead in CPU time per record (whole process, every thread):
                 // unlike the throughput form it holds when other load shares the cores.
                 name: "job_overhead_cpu",
@@ -271,6 +290,12 @@ impl Report {
                 redb_bare_group_1000: self.get(Variant::RedbBareGroup1000).cpu_us_per_record,
             },
             sequential_write_mb_per_sec: self.seq_mb_s,
+            live_readers: LiveReadersJson {
+                group_live_vs_exclusive: self.get(Variant::ResumableGroupDefault).median
+                    / self.get(Variant::ResumableGroupExclusive).median,
+                per_record_live_vs_exclusive: self.get(Variant::ResumablePerRecordLive).median
+                    / self.get(Variant::ResumablePerRecord).median,
+            },
             durable_ack_latency_ms: LatencyJson {
                 p50: self.ack_p50_ms,
                 p99: self.ack_p99_ms,
@@ -424,6 +449,14 @@ impl Report {
                 if r.met() { "yes" } else { "NO" }
             )?;
         }
+        writeln!(
+            out,
+            "concurrency modes (same run): group commit live readers / exclusive {:.3} (live readers are the default); one-record commits live readers / exclusive {:.3} (exclusive is their default)",
+            self.get(Variant::ResumableGroupDefault).median
+                / self.get(Variant::ResumableGroupExclusive).median,
+            self.get(Variant::ResumablePerRecordLive).median
+                / self.get(Variant::ResumablePerRecord).median,
+        )?;
         writeln!(out)?;
         writeln!(
             out,

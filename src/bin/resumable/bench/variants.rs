@@ -1,4 +1,4 @@
-//! The seven variants the bench compares, the reference job's per-record work and its
+//! The nine variants the bench compares, the reference job's per-record work and its
 //! calibration, and the sequential-write ceiling.
 
 use std::fs::{self, File, OpenOptions};
@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use resumable::{
-    BoxError, Bytes, CommitPolicy, Discard, IdSource, JobOptions, ProcessError, Runner, Store,
+    BoxError, Bytes, CommitPolicy, Concurrency, Discard, IdSource, JobOptions, ProcessError,
+    Runner, Store, StoreOptions,
 };
 
 use super::Ctx;
@@ -33,19 +34,23 @@ pub(super) enum Variant {
     FdatasyncAppend,
     RedbBarePerRecord,
     ResumablePerRecord,
+    ResumablePerRecordLive,
     RedbBareGroup1000,
     ResumableGroupDefault,
+    ResumableGroupExclusive,
     NoCheckpointJob,
     ResumableRunnerJob,
 }
 
 impl Variant {
-    pub(super) const ALL: [Variant; 7] = [
+    pub(super) const ALL: [Variant; 9] = [
         Variant::FdatasyncAppend,
         Variant::RedbBarePerRecord,
         Variant::ResumablePerRecord,
+        Variant::ResumablePerRecordLive,
         Variant::RedbBareGroup1000,
         Variant::ResumableGroupDefault,
+        Variant::ResumableGroupExclusive,
         Variant::NoCheckpointJob,
         Variant::ResumableRunnerJob,
     ];
@@ -55,8 +60,10 @@ impl Variant {
             Variant::FdatasyncAppend => "fdatasync_append",
             Variant::RedbBarePerRecord => "redb_bare_per_record",
             Variant::ResumablePerRecord => "resumable_per_record",
+            Variant::ResumablePerRecordLive => "resumable_per_record_live_readers",
             Variant::RedbBareGroup1000 => "redb_bare_group_1000",
             Variant::ResumableGroupDefault => "resumable_group_default",
+            Variant::ResumableGroupExclusive => "resumable_group_exclusive",
             Variant::NoCheckpointJob => "no_checkpoint_job",
             Variant::ResumableRunnerJob => "resumable_runner_job",
         }
@@ -75,9 +82,11 @@ impl Variant {
         match self {
             Variant::FdatasyncAppend => "append 1 KiB + fdatasync per record",
             Variant::RedbBarePerRecord => "redb: 1 insert per durable commit",
-            Variant::ResumablePerRecord => "CommitPolicy::per_record()",
+            Variant::ResumablePerRecord => "CommitPolicy::per_record() (default: exclusive mode)",
+            Variant::ResumablePerRecordLive => "the same, forced to live readers",
             Variant::RedbBareGroup1000 => "redb: 1000 inserts per durable commit",
-            Variant::ResumableGroupDefault => "default policy, one caller thread",
+            Variant::ResumableGroupDefault => "default policy, one caller (default: live readers)",
+            Variant::ResumableGroupExclusive => "the same, forced to exclusive mode",
             Variant::NoCheckpointJob => "reference job -> BufWriter, no durability",
             Variant::ResumableRunnerJob => "reference job through Runner, durable acks",
         }
@@ -89,9 +98,22 @@ impl Variant {
         let sample = match self {
             Variant::FdatasyncAppend => fdatasync_append(ctx, &path),
             Variant::RedbBarePerRecord => redb_bare(ctx, &path, 1),
-            Variant::ResumablePerRecord => resumable_single(ctx, &path, CommitPolicy::per_record()),
+            Variant::ResumablePerRecord => {
+                resumable_single(ctx, &path, CommitPolicy::per_record(), Concurrency::Auto)
+            }
+            Variant::ResumablePerRecordLive => resumable_single(
+                ctx,
+                &path,
+                CommitPolicy::per_record(),
+                Concurrency::LiveReaders,
+            ),
             Variant::RedbBareGroup1000 => redb_bare(ctx, &path, BARE_GROUP),
-            Variant::ResumableGroupDefault => resumable_single(ctx, &path, CommitPolicy::new()),
+            Variant::ResumableGroupDefault => {
+                resumable_single(ctx, &path, CommitPolicy::new(), Concurrency::Auto)
+            }
+            Variant::ResumableGroupExclusive => {
+                resumable_single(ctx, &path, CommitPolicy::new(), Concurrency::Exclusive)
+            }
             Variant::NoCheckpointJob => no_checkpoint_job(ctx, &path),
             Variant::ResumableRunnerJob => runner_job(ctx, &path),
         }?;
@@ -167,9 +189,15 @@ fn redb_bare(ctx: &Ctx, path: &Path, group: u64) -> Result<Sample> {
     })
 }
 
-/// Variants 3 and 5: one caller thread submitting 1 KiB outputs under `policy`.
-fn resumable_single(ctx: &Ctx, path: &Path, policy: CommitPolicy) -> Result<Sample> {
-    let store = Store::open(path)?;
+/// The single-caller variants: one caller thread submitting 1 KiB outputs under `policy`,
+/// the store opened in `concurrency` mode.
+fn resumable_single(
+    ctx: &Ctx,
+    path: &Path,
+    policy: CommitPolicy,
+    concurrency: Concurrency,
+) -> Result<Sample> {
+    let store = StoreOptions::new().concurrency(concurrency).open(path)?;
     let mut job = store.job::<Discard<Bytes>>("bench", JobOptions::new().commit_policy(policy))?;
     job.start()?;
     let mut id = 0u64;

@@ -234,7 +234,7 @@ fn read_store(path: &Path, only: Option<&str>, verify: bool) -> Vec<JobData> {
     let opened = if verify {
         crate::open::write(path)
     } else {
-        crate::open::read(path)
+        crate::open::read(path, false)
     };
     let store = match opened {
         Ok(s) => s,
@@ -389,8 +389,8 @@ fn read_shard(path: &Path) -> ShardRow {
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let shard = parse_shard(&file);
-    // As the other read commands: read-only, unless the shard crashed and needs recovery.
-    let status = crate::open::read(path)
+    // As the other read commands: read-only; a shard that crashed reports that it needs recovery.
+    let status = crate::open::read(path, false)
         .map_err(|e| format!("{e:#}"))
         .and_then(|store| {
             let jobs = store.jobs().map_err(|e| e.to_string())?;
