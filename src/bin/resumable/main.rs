@@ -25,6 +25,7 @@ mod requeue;
 mod rewind;
 mod run;
 mod salvage;
+mod shards;
 mod snapshots;
 mod status;
 mod verify;
@@ -43,8 +44,9 @@ const AFTER_HELP: &str = "\
 Exit codes:
   0   success; for the job-running commands (demo, run): the job completed
   1   a problem that retrying will not fix: the store is damaged (verify found damage) or
-      not a store, the job is mismatched (other state type, schema, input) or not found;
-      for the read commands also a store locked by another process or an I/O error
+      not a store, the job is mismatched (other state type, schema, input, shard spec) or
+      not found; for the read commands also a store locked by another process or an I/O
+      error
   2   usage error: bad arguments, or a confirmation that was needed and not given
   75  (demo, run) stopped before the end and resumable: Ctrl-C or SIGTERM (a second
       signal quits at once), the store locked by another writer, an I/O error or a full

@@ -52,6 +52,8 @@ pub(crate) struct Args {
     pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
+    #[command(flatten)]
+    stores: crate::shards::StoreSet,
 }
 
 /// The `--json` shape (see `LONG_ABOUT`).
@@ -120,6 +122,9 @@ impl<'a> JobJson<'a> {
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
+    if let Some(set) = args.stores.set(args.target.store())? {
+        return crate::shards::status(&set, &args.target, json);
+    }
     let store = open::read(args.target.store(), args.target.recover())?;
     let names = args.target.named_or_all(&store)?;
     let statuses = names

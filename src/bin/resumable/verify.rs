@@ -56,6 +56,8 @@ pub(crate) struct Args {
     pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
+    #[command(flatten)]
+    stores: crate::shards::StoreSet,
     /// Check the job's lineage against this head (`SEQ:HASH`, from `lineage --head`).
     #[arg(long, value_name = "SEQ:HASH", value_parser = parse_head)]
     expect_head: Option<LineageHead>,
@@ -275,6 +277,9 @@ fn verify_job(store: &Store, job: &str) -> JobResult {
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
+    if let Some(set) = args.stores.set(args.target.store())? {
+        return crate::shards::verify(&set, &args.target, json);
+    }
     let path = args.target.store();
     let (store, integrity) = open_for_verify(path, args.target.recover())?;
     let names = args.target.named_or_all(&store)?;
