@@ -72,8 +72,13 @@ fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(
 
 /// Frames a payload in an envelope.
 pub(crate) fn seal(payload: &[u8]) -> Vec<u8> {
+    seal_versioned(ENVELOPE_VERSION, payload)
+}
+
+/// Frames a payload in an envelope of another version (format-3 lineage entries use 2).
+pub(crate) fn seal_versioned(version: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ENVELOPE_HEADER + payload.len());
-    out.push(ENVELOPE_VERSION);
+    out.push(version);
     out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     out.extend_from_slice(payload);
     out
@@ -88,6 +93,17 @@ pub(crate) fn seal_value<T: Serialize + ?Sized>(what: &str, value: &T) -> Result
 
 /// Checks an envelope's version and CRC; returns its payload.
 pub(crate) fn open<'a>(what: &str, bytes: &'a [u8]) -> Result<&'a [u8]> {
+    open_versioned(what, bytes, ENVELOPE_VERSION, ENVELOPE_VERSION).map(|(_, p)| p)
+}
+
+/// Checks an envelope whose version is in `oldest..=newest` and its CRC; returns the
+/// version and the payload.
+pub(crate) fn open_versioned<'a>(
+    what: &str,
+    bytes: &'a [u8],
+    oldest: u8,
+    newest: u8,
+) -> Result<(u8, &'a [u8])> {
     if bytes.len() < ENVELOPE_HEADER {
         return Err(Error::corrupt(
             what,
@@ -95,10 +111,15 @@ pub(crate) fn open<'a>(what: &str, bytes: &'a [u8]) -> Result<&'a [u8]> {
             format!("{} bytes", bytes.len()),
         ));
     }
-    if bytes[0] != ENVELOPE_VERSION {
+    if !(oldest..=newest).contains(&bytes[0]) {
+        let expected = if oldest == newest {
+            format!("envelope version {oldest}")
+        } else {
+            format!("envelope version {oldest} to {newest}")
+        };
         return Err(Error::corrupt(
             what,
-            format!("envelope version {ENVELOPE_VERSION}"),
+            expected,
             format!("version {}", bytes[0]),
         ));
     }
@@ -112,7 +133,7 @@ pub(crate) fn open<'a>(what: &str, bytes: &'a [u8]) -> Result<&'a [u8]> {
             format!("crc32 {actual:08x}"),
         ));
     }
-    Ok(payload)
+    Ok((bytes[0], payload))
 }
 
 /// Opens an envelope and decodes its payload.

@@ -84,6 +84,7 @@
 //! See the table layout in the repository's `FORMAT.md`; all integers are little-endian.
 //! The `store` module is the one owner of that format; see its docs for the code map.
 
+mod audit;
 mod bytes;
 mod codec;
 pub mod demo;
@@ -102,16 +103,17 @@ mod store;
 pub mod testing;
 pub mod typed;
 
+pub use audit::{AuditDiff, AuditReport, AuditSample};
 pub use bytes::Bytes;
 pub use error::{BoxError, Error, Result};
 pub use input::{FileInput, FileInputBuilder, FileSource, InputFormat, InputRecord};
 pub use job::{
-    CommitPolicy, CommitReceipt, Discard, Durability, Fold, FoldFn, Job, JobOptions, JobStats,
-    Submission, manifest_digest,
+    CommitPolicy, CommitReceipt, DEFAULT_CODE_VERSION, Discard, Durability, Fold, FoldFn, Job,
+    JobOptions, JobStats, Submission, manifest_digest,
 };
 pub use json::Json;
 pub use lifecycle::JobState;
-pub use lineage::LineageEntry;
+pub use lineage::{ChainHash, LineageEntry, LineageHead, ParseHashError, RedoRecord};
 pub use progress::RangeSet;
 pub use runner::{
     AdaptivePolicy, DurableAck, IdSource, IterSource, MaintainOptions, ProcessError, RecordContext,
@@ -119,7 +121,8 @@ pub use runner::{
 };
 pub use shard::{MAX_SHARDS, Shard, ShardError, ShardSource, ShardSpec};
 pub use store::{
-    ChainStop, Compaction, Concurrency, DeadLetter, FORMAT_VERSION, JobStatus, Problem,
-    RewindReport, SalvageOptions, SalvageReport, SalvagedJob, SnapshotInfo, SpaceInfo, Store,
-    StoreOptions, StoredOutput, UnusedSegment, VerifyReport,
+    ChainStop, Compaction, Concurrency, DeadLetter, FORMAT_VERSION, HeadCheck, JobStatus, Problem,
+    RedoReport, RedoSelection, RewindReport, SalvageOptions, SalvageReport, SalvagedJob,
+    SnapshotInfo, SpaceInfo, Store, StoreOptions, StoredOutput, UnusedSegment, VerifyReport,
+    VersionCount,
 };

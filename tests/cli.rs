@@ -712,7 +712,7 @@ fn read_commands_print_tables_and_json_shapes() {
     assert_eq!(entries.len(), 3);
     assert_eq!(entries[0]["seq"], 2);
     assert_eq!(entries[1]["prev_hash"], entries[0]["hash"]);
-    assert_eq!(entries[0]["hash"].as_str().unwrap().len(), 16);
+    assert_eq!(entries[0]["hash"].as_str().unwrap().len(), 64, "BLAKE3");
     let all = json(&["lineage", p, "--json"]);
     let total: u64 = all
         .as_array()

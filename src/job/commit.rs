@@ -335,7 +335,7 @@ impl<S: Fold> Job<S> {
                 Pending::Dead { id, record } => builder.dead_letter(*id, record)?,
             }
         }
-        let sealed = builder.seal(prev_hash)?;
+        let sealed = builder.seal(prev_hash, &self.options.code_version)?;
 
         // From here on the job runs ahead of the file until the write lands.
         let dart = self.store.arm();

@@ -32,7 +32,7 @@ use crate::store::JobStore;
 
 pub use commit::{CommitReceipt, JobStats, Submission};
 pub use fold::{Discard, Fold, FoldFn};
-pub use options::{JobOptions, manifest_digest};
+pub use options::{DEFAULT_CODE_VERSION, JobOptions, manifest_digest};
 pub use policy::{CommitPolicy, Durability};
 
 pub(crate) use fold::Folder;
@@ -41,7 +41,7 @@ pub(crate) use fold::Folder;
 #[derive(Clone, Copy, Debug)]
 struct Chain {
     next_seq: u64,
-    prev_hash: u64,
+    prev_hash: crate::lineage::ChainHash,
 }
 
 /// An open job: submit records, read progress and state.

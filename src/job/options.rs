@@ -45,7 +45,11 @@ pub struct JobOptions {
     pub(crate) keep_snapshots: usize,
     pub(crate) create: bool,
     pub(crate) input_change: InputChange,
+    pub(crate) code_version: String,
 }
+
+/// The code version a job records when none is given: `resumable-` and the crate version.
+pub const DEFAULT_CODE_VERSION: &str = concat!("resumable-", env!("CARGO_PKG_VERSION"));
 
 impl Default for JobOptions {
     fn default() -> Self {
@@ -59,6 +63,7 @@ impl Default for JobOptions {
             keep_snapshots: 3,
             create: true,
             input_change: InputChange::Refuse,
+            code_version: DEFAULT_CODE_VERSION.to_owned(),
         }
     }
 }
@@ -159,6 +164,16 @@ impl JobOptions {
         } else if self.input_change == InputChange::Unchecked {
             self.input_change = InputChange::Refuse;
         }
+        self
+    }
+
+    /// The version of the code that processes the records (a free string: a release tag,
+    /// a git commit, a hash of the command line), recorded in every commit's lineage entry
+    /// so `lineage`, `status` and `redo --code-version` can tell which code produced which
+    /// outputs. A run with another version than the last one is allowed: it is not a job
+    /// mismatch. Default: [`DEFAULT_CODE_VERSION`].
+    pub fn code_version(mut self, version: impl Into<String>) -> Self {
+        self.code_version = version.into();
         self
     }
 

@@ -242,7 +242,8 @@ impl Store {
 
     /// Visits the outputs stored by the commits after commit `seq`, in commit order and, within
     /// a commit, in id order, each checked: the outbox read of a downstream consumer that
-    /// keeps its own cursor (the last `seq` it consumed). Return `false` from `f` to stop.
+    /// keeps its own cursor (the last `seq` it consumed). Outputs a later redo entry removed
+    /// are skipped (their re-runs come as new commits). Return `false` from `f` to stop.
     ///
     /// # Errors
     /// [`Error::JobNotFound`]; [`Error::Corrupt`] at the first commit or output that fails
@@ -255,12 +256,17 @@ impl Store {
     ) -> Result<()> {
         let txn = self.inner.begin_read()?;
         meta::require(&txn, job)?;
+        let tables = JobTables::new(job);
+        let removed = read::redos_after(&txn, &tables, seq)?;
         let mut order = read::SeqOrder::after(job, seq);
-        read::for_each_segment(&txn, &JobTables::new(job), seq + 1.., |s, segment| {
+        read::for_each_segment(&txn, &tables, seq + 1.., |s, segment| {
             let segment = segment?;
             order.next(s)?;
             for record in segment.records() {
                 let record = record?;
+                if removed.contains(s, record.id) {
+                    continue;
+                }
                 if !f(StoredOutput {
                     id: record.id,
                     seq: s,

@@ -34,7 +34,7 @@ use super::write::{self, CommitPlan};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::lifecycle::JobState;
-use crate::lineage::{EntryRecord, OutputsHasher, now_ms};
+use crate::lineage::{self, ChainHash, EntryRecord, now_ms};
 use crate::progress::{RangeSet, ids_to_ranges};
 use crate::store::VerifyReport;
 
@@ -82,8 +82,8 @@ pub(crate) struct Loaded {
     pub done: RangeSet,
     /// The last commit's seq (0: none yet).
     pub last_seq: u64,
-    /// The last lineage entry's hash (0: none yet).
-    pub last_hash: u64,
+    /// The last lineage entry's hash ([`ChainHash::ZERO`]: none yet).
+    pub last_hash: ChainHash,
     /// Whether the job was `Running` when the store was last closed (it crashed).
     pub crashed: bool,
 }
@@ -92,7 +92,6 @@ pub(crate) struct Loaded {
 #[derive(Debug)]
 pub(crate) struct GroupBuilder {
     seq: u64,
-    hasher: OutputsHasher,
     outputs: Vec<(u64, Vec<u8>)>,
     output_ids: Vec<u64>,
     dead: Vec<(u64, Vec<u8>)>,
@@ -104,7 +103,6 @@ impl GroupBuilder {
     pub(crate) fn new(seq: u64, capacity: usize) -> Self {
         GroupBuilder {
             seq,
-            hasher: OutputsHasher::new(),
             outputs: Vec::with_capacity(capacity),
             output_ids: Vec::with_capacity(capacity),
             dead: Vec::new(),
@@ -115,8 +113,7 @@ impl GroupBuilder {
     /// Adds an output encoded by `codec::encode_output` (room left for its record header),
     /// sealing it in place.
     pub(crate) fn output(&mut self, id: u64, mut framed: Vec<u8>) -> Result<()> {
-        let crc = codec::seal_record_in_place(id, self.seq, &mut framed)?;
-        self.hasher.add(id, crc);
+        codec::seal_record_in_place(id, self.seq, &mut framed)?;
         self.outputs.push((id, framed));
         self.output_ids.push(id);
         Ok(())
@@ -130,18 +127,39 @@ impl GroupBuilder {
         Ok(())
     }
 
-    /// Builds the lineage entry (chained to `prev_hash`) and the segment.
-    pub(crate) fn seal(self, prev_hash: u64) -> Result<SealedGroup> {
-        let entry = EntryRecord::new(
-            self.seq,
-            now_ms(),
-            ids_to_ranges(&self.output_ids),
-            self.dead_ids,
-            self.hasher.finish(),
-            prev_hash,
-        );
-        let sealed_entry = codec::seal_value("lineage entry", &entry)?;
-        let segment = segment::build(&sealed_entry, &self.outputs)?;
+    /// Builds the lineage entry (chained to `prev_hash`, made by `code_version`) and the
+    /// segment.
+    pub(crate) fn seal(self, prev_hash: ChainHash, code_version: &str) -> Result<SealedGroup> {
+        let ranges = ids_to_ranges(&self.output_ids);
+        let time_ms = now_ms();
+        let entry_with = |outputs_hash| {
+            EntryRecord::new_v3(
+                self.seq,
+                time_ms,
+                ranges.clone(),
+                self.dead_ids.clone(),
+                outputs_hash,
+                prev_hash,
+                code_version.to_owned(),
+                None,
+            )
+        };
+        // The outputs hash is BLAKE3 over the records as the segment stores them, one
+        // contiguous area, hashed in one call (SIMD across its 1 KiB chunks). The entry
+        // precedes the area but its encoded length does not depend on the hash (32 bytes),
+        // so the segment is built around a placeholder entry, then the entry is written in.
+        let placeholder = lineage::seal_entry(&entry_with(ChainHash::ZERO))?;
+        let mut segment = segment::build(&placeholder, &self.outputs)?;
+        let area = segment::LEN + placeholder.len();
+        let outputs_hash = ChainHash::Blake3(*blake3::hash(&segment[area..]).as_bytes());
+        let entry = entry_with(outputs_hash);
+        let sealed_entry = lineage::seal_entry(&entry)?;
+        if sealed_entry.len() != placeholder.len() {
+            return Err(Error::InvalidArgument(
+                "a lineage entry changed size with its outputs hash".into(),
+            ));
+        }
+        segment[segment::LEN..area].copy_from_slice(&sealed_entry);
         Ok(SealedGroup {
             entry,
             segment,
@@ -166,7 +184,7 @@ impl SealedGroup {
     }
 
     /// The entry's hash: the next commit's `prev_hash`.
-    pub(crate) fn hash(&self) -> u64 {
+    pub(crate) fn hash(&self) -> ChainHash {
         self.entry.hash
     }
 
@@ -207,6 +225,8 @@ pub(crate) struct JobStore {
     /// recorded since; `dirty` when it changed since it was last written.
     announced: Option<u64>,
     announced_dirty: bool,
+    /// The store is format 2: the next entry (format 3) marks it format 3.
+    format_upgrade: bool,
 }
 
 impl JobStore {
@@ -254,12 +274,13 @@ impl JobStore {
         let mut progress = read::load_progress(&txn, &tables)?;
         let generations = read::snapshot_generations(&txn, &tables)?;
         let announced = read::read_announced(&txn, &tables)?;
+        let format_upgrade = write::stored_format(&txn)? < super::open::FORMAT_VERSION;
         drop(txn);
         let last = progress.last.take();
         let loaded = Loaded {
             done: std::mem::take(&mut progress.done),
             last_seq: last.as_ref().map_or(0, |e| e.seq),
-            last_hash: last.as_ref().map_or(0, |e| e.hash),
+            last_hash: last.as_ref().map_or(ChainHash::ZERO, |e| e.hash),
             crashed: meta.lifecycle == JobState::Running,
         };
         let book = SnapshotBook::new(generations, meta.pinned.clone(), spec.keep_snapshots);
@@ -273,6 +294,7 @@ impl JobStore {
             meta,
             announced,
             announced_dirty: false,
+            format_upgrade,
         };
         Ok((job, loaded))
     }
@@ -412,9 +434,11 @@ impl JobStore {
             retire: planned.as_ref().map_or(&[], |p| p.retire.as_slice()),
             meta: meta.as_ref(),
             announced,
+            format: self.format_upgrade.then_some(super::open::FORMAT_VERSION),
             durable,
         };
         self.write(&plan)?;
+        self.format_upgrade = false;
         if let Some(m) = meta {
             self.meta = m;
         }
@@ -571,12 +595,18 @@ impl JobStore {
         mut on_commit: impl FnMut(u64) -> Result<()>,
     ) -> Result<u64> {
         let txn = self.claim.store().begin_read()?;
+        // Outputs that a redo entry after their commit removed are not part of the state: a
+        // first pass over the entries finds the redos in range (usually none).
+        let removed = read::redos_after(&txn, &self.tables, after)?;
         let mut order = SeqOrder::after(&self.meta.name, after);
         read::for_each_segment(&txn, &self.tables, after + 1.., |seq, segment| {
             let segment = segment?;
             order.next(seq)?;
             for record in segment.records() {
                 let record = record?;
+                if removed.contains(seq, record.id) {
+                    continue;
+                }
                 on_output(record.id, record.payload)?;
             }
             on_commit(seq)?;

@@ -20,12 +20,14 @@
 //!   (written at creation, `read.rs`/`write.rs`).
 //! - `salvage/`: reading a file redb cannot open, byte by byte, into a new store.
 
+mod chain;
 mod claim;
 mod create;
 mod errors;
 mod input;
 mod inspect;
 mod job_store;
+mod live;
 mod meta;
 mod open;
 mod outputs;
@@ -33,6 +35,7 @@ mod poison;
 mod progress_mark;
 mod read;
 mod records;
+mod redo;
 mod repair;
 mod salvage;
 mod segment;
@@ -43,8 +46,10 @@ mod tables;
 mod verify;
 mod write;
 
+pub use chain::{HeadCheck, VersionCount};
 pub use inspect::{DeadLetter, JobStatus, SnapshotInfo, StoredOutput};
 pub use open::{Concurrency, FORMAT_VERSION, Store, StoreOptions};
+pub use redo::{RedoReport, RedoSelection};
 pub use repair::RewindReport;
 pub use salvage::{ChainStop, SalvageOptions, SalvageReport, SalvagedJob, UnusedSegment};
 pub use space::{Compaction, SpaceInfo};

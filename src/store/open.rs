@@ -15,8 +15,13 @@ use super::errors::{open_error, storage, unopenable};
 use super::tables;
 use crate::error::{Error, Result};
 
-/// The store format this build writes and reads (2: commit segments).
-pub const FORMAT_VERSION: u32 = 2;
+/// The store format this build writes (3: BLAKE3 lineage with code versions and redo
+/// entries). It reads format 2 in place too (FORMAT.md): a format-2 store becomes format 3
+/// in the transaction of its first format-3 entry.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The oldest store format this build reads.
+pub(crate) const OLDEST_FORMAT: u32 = 2;
 
 /// How a store's writer shares the file with other processes (see
 /// [`StoreOptions::concurrency`]).
@@ -511,7 +516,7 @@ impl Store {
             )
         })?;
         let found = u32::from_le_bytes(bytes);
-        if found != FORMAT_VERSION {
+        if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&found) {
             return Err(Error::UnsupportedFormat {
                 found,
                 supported: FORMAT_VERSION,

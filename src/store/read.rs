@@ -212,6 +212,39 @@ pub(crate) fn for_each_log(
     })
 }
 
+/// Outputs removed by redo entries after commit `after`: `(redo seq, removed ids)` in
+/// order (usually none). An output `(id, commit c)` is removed when a redo after `c`
+/// lists `id` ([`Removed::contains`]).
+pub(crate) fn redos_after(
+    txn: &ReadTransaction,
+    tables: &JobTables,
+    after: u64,
+) -> Result<Removed> {
+    let mut redos = Vec::new();
+    for_each_log(txn, tables, after + 1.., |seq, entry| {
+        if let Some(redo) = entry?.redo {
+            let mut removed = RangeSet::new();
+            removed.extend(redo.output_ids());
+            redos.push((seq, removed));
+        }
+        Ok(true)
+    })?;
+    Ok(Removed(redos))
+}
+
+/// See [`redos_after`].
+#[derive(Debug, Default)]
+pub(crate) struct Removed(Vec<(u64, RangeSet)>);
+
+impl Removed {
+    /// Whether the output of `id` stored by commit `seq` was removed by a later redo.
+    pub(crate) fn contains(&self, seq: u64, id: u64) -> bool {
+        self.0
+            .iter()
+            .any(|(at, removed)| *at > seq && removed.contains(id))
+    }
+}
+
 /// Visits dead letters in id order.
 pub(crate) fn for_each_dead_letter(
     txn: &ReadTransaction,

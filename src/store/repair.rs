@@ -389,22 +389,21 @@ fn cut_at(txn: &ReadTransaction, tables: &JobTables, job: &str, generation: u64)
     } else {
         snapshot_record(txn, tables, job, generation)?.seq
     };
-    let mut outputs = RangeSet::new();
+    // Outputs a redo entry up to the cut removed stay removed (`Live`).
+    let mut live = super::live::Live::new();
     let mut dead = RangeSet::new();
-    let mut runs = Vec::new();
     let mut order = SeqOrder::after(job, 0);
     read::for_each_log(txn, tables, 1..=seq, |s, entry| {
         let entry = entry?;
         order.next(s)?;
-        for id in entry.output_ids() {
-            outputs.insert(id);
-        }
+        live.add(&entry);
         for &id in &entry.dead_letters {
             dead.insert(id);
         }
-        runs.extend(read::entry_runs(&entry));
         Ok(true)
     })?;
+    let outputs = live.outputs();
+    let runs: Vec<Run> = live.runs().collect();
     if order.last() != seq {
         return Err(Error::corrupt(
             format!("lineage of job {job:?}"),

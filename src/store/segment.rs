@@ -20,9 +20,10 @@
 
 use crate::codec::{self, RECORD_HEADER};
 use crate::error::{Error, Result};
-use crate::lineage::EntryRecord;
+use crate::lineage::{self, EntryRecord};
 
-const LEN: usize = 4;
+/// Bytes of the entry length prefix.
+pub(crate) const LEN: usize = 4;
 
 /// Builds a segment from a sealed lineage entry and sealed records (made by
 /// [`codec::encode_output`] and [`codec::seal_record_in_place`]), in id order.
@@ -57,6 +58,8 @@ pub(crate) struct Record<'a> {
     pub id: u64,
     pub crc: u32,
     pub payload: &'a [u8],
+    /// The whole stored record: `[crc32][payload length][payload]`.
+    pub framed: &'a [u8],
 }
 
 fn what(seq: u64) -> String {
@@ -67,7 +70,7 @@ impl<'a> Segment<'a> {
     /// Checks the framing and the lineage entry of the segment stored under `seq`.
     pub(crate) fn parse(seq: u64, bytes: &'a [u8]) -> Result<Self> {
         let (entry_bytes, records) = split(seq, bytes)?;
-        let entry: EntryRecord = codec::open_value(&what(seq), entry_bytes)?;
+        let entry = lineage::decode_entry(&what(seq), entry_bytes)?;
         if entry.seq != seq {
             return Err(Error::corrupt(
                 what(seq),
@@ -116,7 +119,13 @@ impl<'a> Segment<'a> {
         let payload = after.get(..len).ok_or_else(|| short(self.seq, id))?;
         let crc = stored_crc(rest);
         check_crc(id, self.seq, crc, payload)?;
-        Ok(Some(Record { id, crc, payload }))
+        let framed = &rest[..RECORD_HEADER + len];
+        Ok(Some(Record {
+            id,
+            crc,
+            payload,
+            framed,
+        }))
     }
 }
 
@@ -208,9 +217,15 @@ impl<'a> Iterator for Records<'a> {
             let (len, after) = header(self.seq, id, self.rest)?;
             let payload = after.get(..len).ok_or_else(|| short(self.seq, id))?;
             let crc = stored_crc(self.rest);
+            let framed = &self.rest[..RECORD_HEADER + len];
             self.rest = &after[len..];
             check_crc(id, self.seq, crc, payload)?;
-            Ok(Record { id, crc, payload })
+            Ok(Record {
+                id,
+                crc,
+                payload,
+                framed,
+            })
         })();
         if item.is_err() {
             self.failed = true;
@@ -232,7 +247,7 @@ mod tests {
             records.push((id, framed));
         }
         let entry = EntryRecord::new(7, 1, vec![(3, 6), (9, 10)], vec![], 0, 0);
-        let sealed = codec::seal_value("entry", &entry).expect("seals");
+        let sealed = lineage::seal_entry(&entry).expect("seals");
         (entry, build(&sealed, &records).expect("builds"))
     }
 

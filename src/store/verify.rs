@@ -2,18 +2,17 @@
 //! chain, the id index against the commits, dead letters, done ranges against what is
 //! stored, and snapshots' framing. `Job::verify` adds the replay of the state.
 
-use std::collections::BTreeMap;
-
 use redb::ReadableTable;
 use serde::Serialize;
 
 use super::errors::storage;
+use super::live::{Conflict, Live};
 use super::meta;
 use super::open::Store;
 use super::read::{self, open_table_ro};
 use super::tables::JobTables;
 use crate::error::{Error, Result};
-use crate::lineage::OutputsHasher;
+use crate::lineage::{ChainHash, OutputsHasher};
 use crate::progress::RangeSet;
 
 /// A problem `verify` found.
@@ -111,10 +110,10 @@ impl Store {
         let tables = JobTables::new(job);
 
         // 1. The lineage chain, and each commit's outputs.
-        let mut logged = RangeSet::new();
+        let mut live = Live::new();
         let mut logged_dead = RangeSet::new();
-        let mut runs: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-        let mut prev_hash = 0u64;
+        let mut prev_hash: Option<ChainHash> = None;
+        let mut switched_at: Option<u64> = None;
         let mut expected_seq = 1u64;
         let mut last_seq = 0u64;
         read::for_each_segment(&txn, &tables, .., |seq, segment| {
@@ -133,27 +132,56 @@ impl Store {
             }
             expected_seq = seq + 1;
             last_seq = seq;
-            if entry.prev_hash != prev_hash {
-                report.problem(&item, format!("prev_hash {:016x} does not match the previous entry's hash {prev_hash:016x}", entry.prev_hash));
+            match prev_hash {
+                None if !entry.prev_hash.is_zero() => report.problem(
+                    &item,
+                    format!(
+                        "prev_hash {} of the first entry is not zero",
+                        entry.prev_hash
+                    ),
+                ),
+                Some(prev) if entry.prev_hash != prev => report.problem(
+                    &item,
+                    format!(
+                        "prev_hash {} does not match the previous entry's hash {prev}",
+                        entry.prev_hash
+                    ),
+                ),
+                _ => {}
             }
             if entry.hash != entry.compute_hash() {
                 report.problem(&item, "its hash does not match its contents");
             }
-            prev_hash = entry.hash;
-            for id in entry.output_ids() {
-                let (new, _) = logged.insert(id);
-                if !new {
-                    report.problem(
+            match switched_at {
+                Some(at) if !entry.is_v3() => report.problem(
+                    &item,
+                    format!(
+                        "a format-2 (FNV-64) entry after the chain switched to BLAKE3 at entry {at}"
+                    ),
+                ),
+                None if entry.is_v3() => switched_at = Some(seq),
+                _ => {}
+            }
+            prev_hash = Some(entry.hash);
+            for conflict in live.add(entry) {
+                match conflict {
+                    Conflict::OutputTwice(id) => report.problem(
                         &item,
                         format!("record {id} was committed by an earlier entry too"),
-                    );
+                    ),
+                    Conflict::RemovedNotLive(s, e) => report.problem(
+                        &item,
+                        format!(
+                            "its redo removes records {s}..{e}, which did not all have an output"
+                        ),
+                    ),
                 }
             }
-            let mut hasher = OutputsHasher::new();
+            let mut hasher = OutputsHasher::like(&entry.outputs_hash);
             for record in segment.records() {
                 report.outputs_checked += 1;
                 match record {
-                    Ok(r) => hasher.add(r.id, r.crc),
+                    Ok(r) => hasher.add(r.id, r.crc, r.framed),
                     Err(e) => {
                         report.add_error(&e);
                         break;
@@ -166,15 +194,13 @@ impl Store {
                     "the hash of its outputs does not match the stored outputs",
                 );
             }
-            for &(s, e) in &entry.outputs {
-                runs.insert(s, (e, seq));
-            }
             for &id in &entry.dead_letters {
                 logged_dead.insert(id);
             }
             Ok(true)
         })?;
-        let mut stored = logged;
+        let runs = live.run_map();
+        let mut stored = live.outputs();
 
         // 2. The id index: exactly the output runs of the commits up to its mark.
         let progress = match read::load_progress(&txn, &tables) {

@@ -34,6 +34,8 @@ pub(crate) struct CommitPlan<'a> {
     pub meta: Option<&'a JobMeta>,
     /// The last commit whose durable acknowledgement was delivered.
     pub announced: Option<u64>,
+    /// Mark the store as this format (a format-2 store taking its first format-3 entry).
+    pub format: Option<u32>,
     /// fsync before returning (redb's immediate durability) or not (redb's `None`, made
     /// durable by the next durable commit).
     pub durable: bool,
@@ -124,7 +126,30 @@ pub(crate) fn commit(inner: &StoreInner, tables: &JobTables, plan: &CommitPlan<'
         let mut t = txn.open_table(tables.cursor()).map_err(storage)?;
         t.insert(tables::ANNOUNCED_KEY, seq).map_err(storage)?;
     }
+    if let Some(format) = plan.format {
+        set_format(&txn, format)?;
+    }
     txn.commit().map_err(storage)
+}
+
+/// Records the store format version (FORMAT.md: a format-2 store becomes format 3 in the
+/// transaction that writes its first format-3 entry, so a format-2 build refuses it from
+/// then on instead of misreading it).
+pub(crate) fn set_format(txn: &redb::WriteTransaction, format: u32) -> Result<()> {
+    let mut t = txn.open_table(tables::STORE).map_err(storage)?;
+    t.insert(tables::FORMAT_KEY, format.to_le_bytes().as_slice())
+        .map_err(storage)?;
+    Ok(())
+}
+
+/// The store format version recorded in the file (checked when the store was opened).
+pub(crate) fn stored_format(txn: &redb::ReadTransaction) -> Result<u32> {
+    let t = txn.open_table(tables::STORE).map_err(storage)?;
+    let v = t.get(tables::FORMAT_KEY).map_err(storage)?;
+    let bytes: Option<[u8; 4]> = v.and_then(|v| v.value().try_into().ok());
+    bytes
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| Error::corrupt("store format version", "4 bytes", "another value"))
 }
 
 /// Lowers the recorded last announced commit to at most `seq` (a rewind dropped the

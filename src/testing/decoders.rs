@@ -15,13 +15,15 @@ use crate::store::{DeadLetterRecord, JobMeta, Segment, SnapshotRecord};
 pub fn decode_everything(bytes: &[u8]) -> usize {
     let mut accepted = 0;
     accepted += usize::from(codec::open_value::<JobMeta>("meta", bytes).is_ok());
-    accepted += usize::from(codec::open_value::<EntryRecord>("lineage", bytes).is_ok());
+    accepted += usize::from(crate::lineage::decode_entry("lineage", bytes).is_ok());
     accepted += usize::from(codec::open_value::<SnapshotRecord>("snapshot", bytes).is_ok());
     accepted += usize::from(codec::open_value::<DeadLetterRecord>("dead", bytes).is_ok());
     // The same payloads without the envelope, so the fuzzer reaches the decoders without
     // having to forge a CRC first.
     accepted += usize::from(codec::decode::<JobMeta>(bytes).is_ok());
-    accepted += usize::from(codec::decode::<EntryRecord>(bytes).is_ok());
+    for v3 in [false, true] {
+        accepted += usize::from(crate::lineage::decode_payload("lineage", v3, bytes).is_ok());
+    }
     accepted += usize::from(codec::decode::<SnapshotRecord>(bytes).is_ok());
     accepted += usize::from(codec::decode::<DeadLetterRecord>(bytes).is_ok());
     if let Ok(segment) = Segment::parse(3, bytes) {
@@ -61,7 +63,7 @@ pub fn decoder_seeds() -> Vec<Vec<u8>> {
     };
     let mut seeds = Vec::new();
     for sealed in [
-        codec::seal_value("lineage", &entry),
+        crate::lineage::seal_entry(&entry),
         codec::seal_value("snapshot", &snapshot),
         codec::seal_value("dead", &dead),
     ]
@@ -90,19 +92,22 @@ pub fn decoder_seeds() -> Vec<Vec<u8>> {
             h.add(
                 *id,
                 u32::from_le_bytes([framed[0], framed[1], framed[2], framed[3]]),
+                framed,
             );
         }
         h.finish()
     };
-    let segment_entry = EntryRecord::new(
+    let segment_entry = EntryRecord::new_v3(
         3,
         1_700_000_000_000,
         vec![(1, 4), (9, 10)],
         vec![5],
         hash,
-        88,
+        crate::lineage::ChainHash::Blake3([88; 32]),
+        "seed".into(),
+        None,
     );
-    if let Ok(sealed) = codec::seal_value("lineage", &segment_entry)
+    if let Ok(sealed) = crate::lineage::seal_entry(&segment_entry)
         && let Ok(segment) = crate::store::build_segment(&sealed, &records)
     {
         seeds.push(segment);

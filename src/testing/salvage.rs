@@ -31,19 +31,19 @@ pub fn salvage_scan(bytes: &[u8]) -> (Vec<ScannedSegment>, usize) {
             parsed.entry.compute_hash(),
             "segment {seq}: hash"
         );
-        let mut hasher = OutputsHasher::new();
+        let mut hasher = OutputsHasher::like(&parsed.entry.outputs_hash);
         for record in parsed.records() {
             let r = record.unwrap_or_else(|e| {
                 panic!("scanner accepted segment {seq} with a bad record: {e}")
             });
-            hasher.add(r.id, r.crc);
+            hasher.add(r.id, r.crc, r.framed);
         }
         assert_eq!(
             hasher.finish(),
             parsed.entry.outputs_hash,
             "segment {seq}: outputs hash"
         );
-        out.push((seq, s.entry.hash, raw.to_vec()));
+        out.push((seq, s.entry.hash.short(), raw.to_vec()));
     }
     let envelopes = found.metas.len() + found.snapshots.len() + found.dead_letters.len();
     (out, envelopes)

@@ -6,6 +6,7 @@
 //! - `sigkill`: a child process really killed with SIGKILL at random moments, many times;
 //! - `acks`: a runner killed with SIGKILL: every durable commit is announced at least once;
 //! - `props`: proptest properties of crashing runs against the model;
+//! - `redo`: a crash sweep over `Store::redo`: all or nothing under every loss model;
 //! - `fuzz_corpus`: the bodies of the cargo-fuzz targets over a seeded corpus.
 //!
 //! Child processes re-execute this binary with `RESUMABLE_CRASH_CHILD` set; `child_entry`
@@ -18,5 +19,6 @@ mod fuzz_bodies;
 mod fuzz_corpus;
 mod model;
 mod props;
+mod redo;
 mod sigkill;
 mod sweep;

@@ -20,6 +20,7 @@ mod output;
 mod pin;
 mod ranges;
 mod recover;
+mod redo;
 mod report;
 mod requeue;
 mod rewind;
@@ -92,6 +93,7 @@ enum Command {
     Export(export::Args),
     DeadLetters(dead_letters::Args),
     Requeue(requeue::Args),
+    Redo(redo::Args),
     Verify(verify::Args),
     Rewind(rewind::Args),
     Fork(fork::Args),
@@ -193,6 +195,7 @@ impl Command {
             Command::Export(_) => false,
             Command::DeadLetters(a) => a.output.json,
             Command::Requeue(a) => a.output.json,
+            Command::Redo(a) => a.output.json,
             Command::Verify(a) => a.output.json,
             Command::Rewind(a) => a.output.json,
             Command::Fork(a) => a.output.json,
@@ -217,6 +220,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Export(a) => export::run(a),
         Command::DeadLetters(a) => dead_letters::run(a, a.output.json),
         Command::Requeue(a) => requeue::run(a, a.output.json),
+        Command::Redo(a) => redo::run(a, a.output.json),
         Command::Verify(a) => verify::run(a, a.output.json),
         Command::Rewind(a) => rewind::run(a, a.output.json),
         Command::Recover(a) => recover::run(a, a.output.json),

@@ -89,7 +89,7 @@ pub(crate) fn snapshot_seq(store: &Store, job: &str, generation: u64) -> anyhow:
     })
 }
 
-fn confirm(question: &str) -> anyhow::Result<bool> {
+pub(crate) fn confirm(question: &str) -> anyhow::Result<bool> {
     let mut err = std::io::stderr().lock();
     write!(err, "{question} [y/N] ")?;
     err.flush()?;

@@ -5,7 +5,10 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use comfy_table::Cell;
-use resumable::JobStatus;
+use resumable::{JobStatus, LineageHead, VersionCount};
+
+/// A job's per-version counts and lineage head.
+type Chain = (Vec<VersionCount>, LineageHead);
 use serde::Serialize;
 
 use crate::export::Decoder;
@@ -26,7 +29,12 @@ estimated from the tables' sizes after the usual read-only one).
              \"done_ranges\": N, \"watermark\": N, \"commits\": N, \"last_commit_seq\": N|null,
              \"last_commit_ms\": N|null, \"snapshots\": N, \"dead_letters\": N, \"recoveries\": N,
              \"created_ms\": N, \"records_with_output\": N, \"completed_with_dead_letters\": BOOL,
-             \"outputs\": \"typed\"|\"json\"|\"demo\"|\"hex\", \"outputs_hex_reason\": S|null}]}
+             \"outputs\": \"typed\"|\"json\"|\"demo\"|\"hex\", \"outputs_hex_reason\": S|null,
+             \"code_versions\": [{\"code_version\": S|null, \"records\": N, \"commits\": N}],
+             \"head\": \"SEQ:HASH\"}]}
+code_versions: which code versions produced the live outputs (records: outputs a redo
+removed are not counted; null: commits written by format 2, which recorded no version);
+head: the lineage head, for `verify --expect-head`.
 records_done counts dead letters too (they are done, without an output); a completed job
 with dead letters says so (\"completed with N dead letters\"). Percentages round down.
 \"outputs\" says how `resumable export` shows the job's outputs: through the output type's
@@ -113,10 +121,12 @@ struct JobJson<'a> {
     completed_with_dead_letters: bool,
     outputs: &'static str,
     outputs_hex_reason: Option<&'a str>,
+    code_versions: &'a [VersionCount],
+    head: String,
 }
 
 impl<'a> JobJson<'a> {
-    fn new(s: &'a JobStatus, decoder: &'a Decoder) -> Self {
+    fn new(s: &'a JobStatus, decoder: &'a Decoder, chain: &'a Chain) -> Self {
         JobJson {
             name: &s.name,
             lifecycle: s.lifecycle.as_str(),
@@ -137,6 +147,8 @@ impl<'a> JobJson<'a> {
             completed_with_dead_letters: s.completed_with_dead_letters(),
             outputs: decoder.kind(),
             outputs_hex_reason: decoder.hex_reason(),
+            code_versions: &chain.0,
+            head: chain.1.to_string(),
         }
     }
 }
@@ -169,6 +181,10 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|s| Decoder::for_job(&store, &s.name, &s.state_type))
         .collect();
+    let chains = names
+        .iter()
+        .map(|n| Ok((store.code_versions(n)?, store.lineage_head(n)?)))
+        .collect::<resumable::Result<Vec<Chain>>>()?;
     let space = store.space()?;
     let mut out = Out::new();
     if json {
@@ -181,7 +197,8 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             jobs: statuses
                 .iter()
                 .zip(&decoders)
-                .map(|(s, d)| JobJson::new(s, d))
+                .zip(&chains)
+                .map(|((s, d), c)| JobJson::new(s, d, c))
                 .collect(),
         })?;
         out.finish()?;
@@ -198,7 +215,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     if statuses.is_empty() {
         writeln!(out, "no jobs yet")?;
     }
-    for (s, decoder) in statuses.iter().zip(&decoders) {
+    for ((s, decoder), chain) in statuses.iter().zip(&decoders).zip(&chains) {
         writeln!(out)?;
         let mut t = output::table(&["job", &s.name]);
         let done = match s.total_records {
@@ -259,6 +276,20 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             format!("{} (schema {})", s.state_type, s.schema_version),
         ]);
         t.add_row(vec!["outputs".into(), decoder.describe()]);
+        for v in &chain.0 {
+            t.add_row(vec![
+                format!(
+                    "code version {}",
+                    v.code_version.as_deref().unwrap_or("(format 2)")
+                ),
+                format!(
+                    "{} records in {} commits",
+                    count(v.records),
+                    count(v.commits)
+                ),
+            ]);
+        }
+        t.add_row(vec!["lineage head".into(), chain.1.to_string()]);
         t.add_row(vec!["created".into(), output::time(s.created_ms)]);
         out.table(&t)?;
     }

@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use resumable::demo::DemoTotals;
-use resumable::{Fold as _, JobOptions, JobState, Store, StoreOptions, VerifyReport};
+use resumable::{Fold as _, JobOptions, JobState, LineageHead, Store, StoreOptions, VerifyReport};
 use serde::Serialize;
 
 use crate::EXIT_PROBLEM;
@@ -22,6 +22,11 @@ result equals every snapshot byte for byte; for other jobs (and for a job marked
 which crashed: resume it first) that replay is skipped, and the output says so.
 Every other check needs no job code: the output names the checks it ran, and whether the
 state replay ran or needs the job's code (a Rust job verifies its replay with `Job::verify`).
+
+--expect-head SEQ:HASH (as `resumable lineage --head` printed it earlier, kept in an audit
+log or a ticket) also checks the job's lineage against that recorded head: it fails unless
+the head is the same, and names where the chain diverges (an entry added after the recorded
+head, an entry whose hash changed, or entries dropped). A malformed head is a usage error.
 
 verify never runs crash recovery: a store whose job crashed is refused with advice
 (`resumable recover STORE`), or recovered first with --recover. While a job runs on the
@@ -53,6 +58,14 @@ pub(crate) struct Args {
     target: JobArgs,
     #[command(flatten)]
     stores: crate::shards::StoreSet,
+    /// Check the job's lineage against this head (`SEQ:HASH`, from `lineage --head`).
+    #[arg(long, value_name = "SEQ:HASH", value_parser = parse_head)]
+    expect_head: Option<LineageHead>,
+}
+
+fn parse_head(s: &str) -> Result<LineageHead, String> {
+    s.parse()
+        .map_err(|e: resumable::ParseHashError| e.to_string())
 }
 
 /// One job's findings.
@@ -282,7 +295,22 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             return Err(e.into());
         }
     }
-    let results: Vec<JobResult> = names.iter().map(|j| verify_job(&store, j)).collect();
+    if args.expect_head.is_some() && names.len() != 1 {
+        return crate::usage(format!(
+            "--expect-head checks one job's lineage; name it with --job (the store has {} jobs)",
+            names.len()
+        ));
+    }
+    let mut results: Vec<JobResult> = names.iter().map(|j| verify_job(&store, j)).collect();
+    if let (Some(expected), Some(result)) = (&args.expect_head, results.first_mut()) {
+        match store.check_head(&result.job, expected) {
+            Ok(check) if check.is_match() => {}
+            Ok(check) => result
+                .problems
+                .push(("lineage head".to_owned(), check.describe(expected))),
+            Err(e) => result.problems.push(describe(&e)),
+        }
+    }
     let (integrity, pages_checked, skipped_because) = match integrity {
         PageCheck::Ran(result) => (result, true, ""),
         PageCheck::Skipped => (

@@ -31,6 +31,7 @@ use super::{ChainStop, JobIdentity, SalvageReport, SalvagedJob, UnusedSegment};
 use crate::codec;
 use crate::error::Result;
 use crate::lifecycle::JobState;
+use crate::lineage::ChainHash;
 use crate::progress::RangeSet;
 use crate::store::create;
 use crate::store::errors::storage;
@@ -104,7 +105,7 @@ pub(super) fn plan_and_write(
         } else {
             for &root in &graph.roots {
                 let mut meta = base.clone();
-                meta.name = format!("salvaged-{:016x}", unique[root].entry.hash);
+                meta.name = format!("salvaged-{:016x}", unique[root].entry.hash.short());
                 let (mut job, mut plan) = plan_job(&graph, &[root], meta, found, &mut attributed);
                 // A dead-letter row does not name its job: with several jobs, none is kept.
                 plan.dead.clear();
@@ -147,14 +148,14 @@ fn unique_segments(segments: &[FoundSegment]) -> Vec<&FoundSegment> {
 struct Graph<'a> {
     segments: Vec<&'a FoundSegment>,
     /// `(seq, prev_hash)` -> the segments claiming that seq after that hash.
-    next: HashMap<(u64, u64), Vec<usize>>,
+    next: HashMap<(u64, ChainHash), Vec<usize>>,
     /// Seq-1 segments.
     roots: Vec<usize>,
 }
 
 impl<'a> Graph<'a> {
     fn new(unique: &[&'a FoundSegment]) -> Self {
-        let mut next: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+        let mut next: HashMap<(u64, ChainHash), Vec<usize>> = HashMap::new();
         let mut roots = Vec::new();
         for (i, s) in unique.iter().enumerate() {
             if s.entry.seq == 1 {
@@ -216,15 +217,11 @@ fn agreed_meta<'m>(
     Some(meta)
 }
 
-fn hex(h: u64) -> String {
-    format!("{h:016x}")
-}
-
 fn unused(seg: &FoundSegment, reason: &'static str) -> UnusedSegment {
     UnusedSegment {
         seq: seg.entry.seq,
-        hash: hex(seg.entry.hash),
-        prev_hash: hex(seg.entry.prev_hash),
+        hash: seg.entry.hash.to_string(),
+        prev_hash: seg.entry.prev_hash.to_string(),
         outputs: seg.entry.output_count(),
         reason,
     }

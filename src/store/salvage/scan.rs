@@ -26,7 +26,7 @@
 use serde::de::DeserializeOwned;
 
 use crate::codec::{self, ENVELOPE_VERSION, RECORD_HEADER};
-use crate::lineage::{EntryRecord, OutputsHasher};
+use crate::lineage::{self, EntryRecord, OutputsHasher};
 use crate::store::meta::JobMeta;
 use crate::store::records::{DeadLetterRecord, SnapshotRecord};
 
@@ -97,7 +97,7 @@ fn scan_segments(bytes: &[u8], found: &mut Found) {
     let mut at = 0usize;
     // The cheap tests first: the envelope version byte, then a plausible entry length.
     while at + 4 + MIN_ENTRY <= bytes.len() {
-        if bytes[at + 4] == ENVELOPE_VERSION
+        if matches!(bytes[at + 4], 1 | 2)
             && let Some(segment) = segment_at(bytes, at)
         {
             // Values never overlap, so the next segment starts after this one.
@@ -116,11 +116,12 @@ pub(crate) fn segment_at(bytes: &[u8], at: usize) -> Option<FoundSegment> {
         return None;
     }
     let sealed = bytes.get(at + 4..(at + 4).checked_add(len)?)?;
-    if sealed[0] != ENVELOPE_VERSION || u32_at(sealed, 1)? != crc32fast::hash(&sealed[5..]) {
+    // Envelope version 1: a format-2 entry; 2: a format-3 entry.
+    if !matches!(sealed[0], 1 | 2) || u32_at(sealed, 1)? != crc32fast::hash(&sealed[5..]) {
         return None;
     }
-    let entry: EntryRecord = codec::decode(&sealed[5..]).ok()?;
-    if entry.seq == 0 || (entry.seq == 1) != (entry.prev_hash == 0) {
+    let entry: EntryRecord = lineage::decode_entry("lineage entry", sealed).ok()?;
+    if entry.seq == 0 || (entry.seq == 1) != entry.prev_hash.is_zero() {
         return None;
     }
     if entry.hash != entry.compute_hash() || !ranges_ascending(&entry.outputs) {
@@ -133,7 +134,7 @@ pub(crate) fn segment_at(bytes: &[u8], at: usize) -> Option<FoundSegment> {
     if count > ((bytes.len() - pos) / RECORD_HEADER) as u64 {
         return None;
     }
-    let mut hasher = OutputsHasher::new();
+    let mut hasher = OutputsHasher::like(&entry.outputs_hash);
     for id in entry.output_ids() {
         let crc = u32_at(bytes, pos)?;
         let payload_len = u32_at(bytes, pos + 4)? as usize;
@@ -142,7 +143,7 @@ pub(crate) fn segment_at(bytes: &[u8], at: usize) -> Option<FoundSegment> {
         if codec::record_crc(id, entry.seq, payload) != crc {
             return None;
         }
-        hasher.add(id, crc);
+        hasher.add(id, crc, &bytes[pos..start + payload_len]);
         pos = start + payload_len;
     }
     if hasher.finish() != entry.outputs_hash {
@@ -275,24 +276,37 @@ mod tests {
     use super::*;
     use crate::store::segment;
 
-    fn sealed_segment(seq: u64, prev_hash: u64, ids: &[u64]) -> (EntryRecord, Vec<u8>) {
+    fn sealed_segment(
+        seq: u64,
+        prev_hash: lineage::ChainHash,
+        ids: &[u64],
+    ) -> (EntryRecord, Vec<u8>) {
         let mut records = Vec::new();
         let mut hasher = OutputsHasher::new();
         for &id in ids {
             let mut framed = codec::encode_output(&format!("out {id}"), 0).expect("encodes");
             let crc = codec::seal_record_in_place(id, seq, &mut framed).expect("seals");
-            hasher.add(id, crc);
+            hasher.add(id, crc, &framed);
             records.push((id, framed));
         }
         let ranges = crate::progress::ids_to_ranges(ids);
-        let entry = EntryRecord::new(seq, 5, ranges, vec![], hasher.finish(), prev_hash);
-        let sealed = codec::seal_value("entry", &entry).expect("seals");
+        let entry = EntryRecord::new_v3(
+            seq,
+            5,
+            ranges,
+            vec![],
+            hasher.finish(),
+            prev_hash,
+            "v".into(),
+            None,
+        );
+        let sealed = lineage::seal_entry(&entry).expect("seals");
         (entry, segment::build(&sealed, &records).expect("builds"))
     }
 
     #[test]
     fn finds_segments_at_any_offset_and_refuses_any_damaged_byte() {
-        let (e1, s1) = sealed_segment(1, 0, &[0, 1, 2]);
+        let (e1, s1) = sealed_segment(1, lineage::ChainHash::ZERO, &[0, 1, 2]);
         let (e2, s2) = sealed_segment(2, e1.hash, &[3, 7]);
         let mut file = vec![0xAAu8; 13];
         file.extend_from_slice(&s1);

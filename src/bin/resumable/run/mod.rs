@@ -143,6 +143,12 @@ pub(crate) struct Args {
     pub(crate) json: bool,
     #[command(flatten)]
     metrics: crate::metrics::MetricsArgs,
+    /// The code version recorded in every commit's lineage entry (`lineage`, `status` and
+    /// `redo --code-version` select by it); a new version is not a mismatch. Default:
+    /// `cmd-` and the first 12 hex digits of the BLAKE3 hash of COMMAND and its arguments
+    /// (each with its length), so changing the command line changes the version.
+    #[arg(long)]
+    code_version: Option<String>,
     /// Test hook: exit abruptly (no final commit, like a crash) once this many records of
     /// this run are durable.
     #[arg(long, hide = true)]
@@ -412,7 +418,9 @@ fn run_with(
     let job = store
         .job::<Discard<Json>>(
             &args.job,
-            input.job_options(JobOptions::new()).total_records(total),
+            input
+                .job_options(JobOptions::new().code_version(code_version(args)))
+                .total_records(total),
         )
         .map_err(|e| lib_failure(e, format!("cannot open job {:?}", args.job)))?;
     let done_before = crate::shards::done_in(job.progress().ranges(), &ids);
@@ -684,6 +692,20 @@ fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
     output::run_summary(
         out, &s.store, processed, s.skipped, &s.stats, s.elapsed, rate,
     )
+}
+
+/// The code version `run` records: `--code-version`, or a short hash of the command line.
+fn code_version(args: &Args) -> String {
+    if let Some(v) = &args.code_version {
+        return v.clone();
+    }
+    let mut h = blake3::Hasher::new();
+    for part in &args.command {
+        let bytes = part.as_encoded_bytes();
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    format!("cmd-{}", &h.finalize().to_hex()[..12])
 }
 
 #[cfg(test)]
