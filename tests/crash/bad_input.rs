@@ -476,5 +476,9 @@ fn child_entry() {
         crate::sigkill::child(path);
     } else if let Some(path) = what.strip_prefix("acks:") {
         crate::acks::child(path);
+    } else if let Some(path) = what.strip_prefix("create:") {
+        crate::creation::child(path);
+    } else if let Some(path) = what.strip_prefix("runner:") {
+        crate::runner_kills::child(path);
     }
 }

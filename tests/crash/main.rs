@@ -14,9 +14,14 @@
 
 mod acks;
 mod bad_input;
+mod creation;
+mod deferred;
+mod disk_faults;
 mod fuzz_bodies;
 mod fuzz_corpus;
 mod model;
+mod operator;
 mod props;
+mod runner_kills;
 mod sigkill;
 mod sweep;
