@@ -217,6 +217,9 @@ impl std::fmt::Debug for State {
             .field("fired", &self.fired)
             .field("crashed", &self.crashed)
             .field("failing", &self.failing)
+            .field("reads", &self.reads)
+            .field("read_error_at", &self.read_error_at)
+            .field("read_error_fired", &self.read_error_fired)
             .finish()
     }
 }

@@ -91,6 +91,7 @@ fn every_durable_commit_is_announced_at_least_once_in_order_across_kills() {
                 .args([
                     "--exact",
                     "bad_input::child_entry",
+                    "--include-ignored",
                     "--nocapture",
                     "--test-threads=1",
                 ])

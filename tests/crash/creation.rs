@@ -39,6 +39,7 @@ fn spawn(path: &Path) -> Child {
         .args([
             "--exact",
             "bad_input::child_entry",
+            "--include-ignored",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -20,7 +20,7 @@ fn options(w: &Workload) -> JobOptions {
     w.options()
         .commit_policy(CommitPolicy::new().max_group_records(1_000_000).durability(
             Durability::Deferred {
-                max_interval: Duration::from_secs(3600),
+                max_interval: Duration::from_hours(1),
             },
         ))
 }

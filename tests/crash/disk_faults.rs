@@ -52,7 +52,7 @@ fn the_sweeps_run_in_the_products_concurrency_mode() {
         w.options()
             .commit_policy(CommitPolicy::new().max_group_records(1_000_000).durability(
                 Durability::Deferred {
-                    max_interval: std::time::Duration::from_secs(3600),
+                    max_interval: std::time::Duration::from_hours(1),
                 },
             ));
     assert!(
@@ -115,12 +115,12 @@ fn process_kill_then_power_loss_during_recovery() {
                             disk2.crash_image(model, seed),
                             &w,
                             &mut mark3,
-                            if seed % 11 == 0 {
+                            if seed.is_multiple_of(11) {
                                 Finish::Resume
                             } else {
                                 Finish::Observe
                             },
-                        )
+                        );
                     },
                 );
                 cases += 1;
@@ -140,7 +140,7 @@ fn process_kill_then_power_loss_during_recovery() {
                             &w,
                             &mut mark3,
                             Finish::Observe,
-                        )
+                        );
                     },
                 );
                 prefixes += 1;
@@ -225,11 +225,13 @@ fn eio_at_every_read_of_open_resume_verify_and_export_is_a_typed_io_error() {
         disk.arm_read_error(at_read);
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_path(&disk, &w)));
+        let Ok(outcome) = outcome else {
+            panic!("read error at read {at_read} of {reads}: a panic");
+        };
         match outcome {
-            Err(_) => panic!("read error at read {at_read} of {reads}: a panic"),
-            Ok(Ok(())) => absorbed += 1,
-            Ok(Err(Error::Io(_))) => io += 1,
-            Ok(Err(e)) => other.push((at_read, format!("{e:?}"))),
+            Ok(()) => absorbed += 1,
+            Err(Error::Io(_)) => io += 1,
+            Err(e) => other.push((at_read, format!("{e:?}"))),
         }
         assert!(
             disk.read_error_fired() || at_read > disk.reads(),
@@ -359,7 +361,7 @@ fn fsyncgate(strict: bool) {
                         &w,
                         &mut mark2,
                         Finish::Observe,
-                    )
+                    );
                 },
             );
             cases += 1;

@@ -143,7 +143,7 @@ fn operator_commands_crashed_at_every_op_are_all_or_nothing() {
             drop(store);
             for (m, model) in LossModel::ALL.into_iter().enumerate() {
                 let seed = at_op * 8 + m as u64;
-                let seen = with_context(
+                let observed = with_context(
                     || {
                         format!(
                             "{name}: crash op {at_op}/{total}, loss model {model:?}, seed {seed}"
@@ -151,13 +151,13 @@ fn operator_commands_crashed_at_every_op_are_all_or_nothing() {
                     },
                     || check(disk.crash_image(model, seed), &w),
                 );
-                if seen == before {
+                if observed == before {
                     as_before += 1;
-                } else if seen == after {
+                } else if observed == after {
                     as_after += 1;
                 } else {
                     panic!(
-                        "{name}: crash op {at_op}, loss model {model:?}, seed {seed}: the store is neither before nor after:\n{seen}\nbefore:\n{before}\nafter:\n{after}"
+                        "{name}: crash op {at_op}, loss model {model:?}, seed {seed}: the store is neither before nor after:\n{observed}\nbefore:\n{before}\nafter:\n{after}"
                     );
                 }
             }

@@ -8,6 +8,7 @@
 //! older snapshot (or a replay from empty) with the correct state, reported by `verify`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -76,6 +77,11 @@ fn crash(w: &Workload, at: f64, model: LossModel, seed: u64) -> (Vec<u8>, Waterm
 }
 
 /// The op at fraction `at` of `total` ops, in `1..=total`.
+#[allow(
+    clippy::cast_sign_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_precision_loss
+)]
 fn op_at(at: f64, total: u64) -> u64 {
     (1 + (at * total as f64) as u64).min(total)
 }
@@ -212,7 +218,8 @@ fn progress_is_monotone_across_repeated_crashes() {
             // Each crash point is drawn from this incarnation's own measured op count.
             let total = measured_ops(&image, &w);
             let at_op = op_at(at, total);
-            context += &format!(
+            let _ = write!(
+                context,
                 "crash op {at_op}/{total}, loss model {:?}, seed {seed}; ",
                 LossModel::ALL[m]
             );

@@ -37,7 +37,7 @@ fn options() -> JobOptions {
 
 /// Whether `id` fails permanently (dead-lettered at its first attempt).
 fn permanent(id: u64) -> bool {
-    id % 17 == 0
+    id.is_multiple_of(17)
 }
 
 /// Whether `id` fails transiently at every attempt (dead-lettered after 3).
@@ -65,7 +65,7 @@ pub fn child(path: &str) {
             let outputs: Vec<String> = ack
                 .outputs
                 .iter()
-                .flat_map(|r| r.clone())
+                .flat_map(Clone::clone)
                 .map(|i| i.to_string())
                 .collect();
             let dead: Vec<String> = ack.dead_letters.iter().map(u64::to_string).collect();
@@ -157,6 +157,7 @@ fn runner_under_sigkill_keeps_every_acked_record_once_and_ends_exactly_once() {
                 .args([
                     "--exact",
                     "bad_input::child_entry",
+                    "--include-ignored",
                     "--nocapture",
                     "--test-threads=1",
                 ])

@@ -139,6 +139,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record_and_applies_each_once(
                 .args([
                     "--exact",
                     "bad_input::child_entry",
+                    "--include-ignored",
                     "--nocapture",
                     "--test-threads=1",
                 ])
