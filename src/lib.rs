@@ -73,6 +73,8 @@
 //!   ([`JobOptions::progress_every_commits`]); opening a job adds the commits since.
 //! - **dead letter**: a record that failed too often, done without an output until an
 //!   operator requeues it.
+//! - **shard**: one of N stores a job is split into, owning a contiguous range of the ids
+//!   ([`Shard`]); each runs as its own process under a scheduler.
 //!
 //! # Crate features
 //! - `cli` (default): the `resumable` operator binary.
@@ -94,6 +96,7 @@ mod lineage;
 mod maintain;
 mod progress;
 mod runner;
+mod shard;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -114,6 +117,7 @@ pub use runner::{
     AdaptivePolicy, DurableAck, IdSource, IterSource, MaintainOptions, ProcessError, RecordContext,
     RetryPolicy, RunEnd, RunReport, Runner, Source, Stats, StatsHandle, StopHandle,
 };
+pub use shard::{MAX_SHARDS, Shard, ShardError, ShardSource, ShardSpec};
 pub use store::{
     ChainStop, Compaction, Concurrency, DeadLetter, FORMAT_VERSION, JobStatus, Problem,
     RewindReport, SalvageOptions, SalvageReport, SalvagedJob, SnapshotInfo, SpaceInfo, Store,

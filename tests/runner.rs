@@ -642,3 +642,69 @@ fn a_panicking_ack_callback_ends_the_run_with_an_error_not_a_hang() {
     assert!(job.done_count() < 100_000, "the feeder stopped early");
     assert_eq!(job.state(), &expected(job.progress().ranges().flatten()));
 }
+
+#[test]
+fn stats_carry_what_a_metrics_exporter_needs_ack_quantiles_and_the_last_durable_time() {
+    const N: u64 = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s.redb")).unwrap();
+    let job = store.job::<Tally>("j", options(N)).unwrap();
+    let runner = Runner::new(job).workers(2);
+    let live = runner.stats_handle();
+    assert_eq!(
+        live.stats().last_durable_ms,
+        None,
+        "nothing durable before the run"
+    );
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let report = runner.run(IdSource::new(0..N, Ok), ok).unwrap();
+    let s = live.stats();
+    assert_eq!(s.last_durable_ms, report.stats.last_durable_ms);
+    assert_eq!(s.records_acked, N);
+    assert!(s.ack_latency_p50 <= s.ack_latency_p90 && s.ack_latency_p90 <= s.ack_latency_p99);
+    assert!(s.ack_latency_sum >= s.ack_latency_p50, "{s:?}");
+    let last = s.last_durable_ms.expect("a durable commit");
+    assert!(last >= before, "{last} >= {before}");
+}
+
+/// Self-clocking group commit commits what is ready as soon as the previous commit returns:
+/// a source that yields its next record only after the previous one was durably
+/// acknowledged runs to the end one record per commit, although the group delay is an hour
+/// (the fixed policy would wait that hour, or for 1,000 records, before its first commit).
+#[test]
+fn self_clocking_commits_at_once_when_the_job_is_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s.redb")).unwrap();
+    let policy = CommitPolicy::new()
+        .max_group_delay(Duration::from_hours(1))
+        .self_clocking(true);
+    let job = store
+        .job::<Tally>("j", options(5).commit_policy(policy))
+        .unwrap();
+    let (acked_tx, acked_rx) = crossbeam_channel::unbounded::<u64>();
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&acks);
+    let runner = Runner::new(job).workers(2).on_durable(move |ack| {
+        seen.lock().push(ack.records());
+        let _ = acked_tx.send(ack.records());
+    });
+    let waited_out = Arc::new(AtomicU64::new(0));
+    let timeouts = Arc::clone(&waited_out);
+    let source = IdSource::new(0..5, move |id| {
+        if id > 0 && acked_rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            timeouts.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok::<u64, resumable::BoxError>(id)
+    });
+    let report = runner.run(source, ok).unwrap();
+    assert!(matches!(report.end, RunEnd::Finished), "{:?}", report.end);
+    assert_eq!(
+        waited_out.load(Ordering::SeqCst),
+        0,
+        "a record waited for a timer"
+    );
+    assert_eq!(*acks.lock(), vec![1, 1, 1, 1, 1], "one record per commit");
+}

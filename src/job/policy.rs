@@ -31,6 +31,7 @@ pub struct CommitPolicy {
     pub(crate) max_group_bytes: usize,
     pub(crate) max_group_delay: Duration,
     pub(crate) durability: Durability,
+    pub(crate) self_clocking: bool,
 }
 
 impl Default for CommitPolicy {
@@ -40,6 +41,7 @@ impl Default for CommitPolicy {
             max_group_bytes: 4 << 20,
             max_group_delay: Duration::from_millis(50),
             durability: Durability::Immediate,
+            self_clocking: false,
         }
     }
 }
@@ -73,6 +75,26 @@ impl CommitPolicy {
     pub fn max_group_delay(mut self, delay: Duration) -> Self {
         self.max_group_delay = delay;
         self
+    }
+
+    /// Self-clocking group commit for the [`Runner`](crate::Runner): commit whatever is
+    /// ready the moment the previous commit returns, without waiting for a group to fill
+    /// or for `max_group_delay`. While a commit (and its fsync) runs, the next records
+    /// queue, and the next group takes them all, so groups grow with the load by
+    /// themselves: one record per commit when the job is lightly loaded (acknowledged
+    /// within about one commit's latency), `max_group_records` when it is saturated. The
+    /// record, byte and at-risk limits still apply. Default: `false` (the fixed policy:
+    /// a group waits for `max_group_records` or `max_group_delay`). The single-threaded
+    /// [`Job`](crate::Job) API has no concurrent commit to clock on and ignores it.
+    pub fn self_clocking(mut self, on: bool) -> Self {
+        self.self_clocking = on;
+        self
+    }
+
+    /// Whether the policy is self-clocking (see [`CommitPolicy::self_clocking`]).
+    #[must_use]
+    pub fn is_self_clocking(&self) -> bool {
+        self.self_clocking
     }
 
     /// Durability of commits. Default: [`Durability::Immediate`].

@@ -7,7 +7,8 @@
 //! [`Durability::Immediate`](crate::Durability::Immediate) many records share one fsync.
 //! A group is committed when it reaches the target size (the fixed policy's
 //! `max_group_records`, or the adaptive policy's current choice), `max_group_bytes`, or
-//! when its oldest record has waited `max_group_delay`.
+//! when its oldest record has waited `max_group_delay`; under a self-clocking policy also as
+//! soon as the inbox is drained, so the group is whatever queued during the last commit.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,7 +55,12 @@ struct Committer<'a, 'j, S: Fold> {
     busy_records: u64,
     busy: Duration,
     unacked: Vec<Unacked>,
+    /// Commits since the last snapshot offered; under a self-clocking policy, whose commits
+    /// shrink to one record at light load, whole groups of `max_group_records` records, so
+    /// snapshots come as often as under the fixed policy rather than every few records.
     commits_since_snapshot: u64,
+    /// Records committed since the last snapshot offered (the self-clocking count).
+    records_since_snapshot: u64,
     last_snapshot: Instant,
     bytes_base: u64,
 }
@@ -83,6 +89,7 @@ pub(crate) fn run<S: Fold>(
         busy: Duration::ZERO,
         unacked: Vec::new(),
         commits_since_snapshot: 0,
+        records_since_snapshot: 0,
         last_snapshot: Instant::now(),
         bytes_base,
     };
@@ -138,8 +145,11 @@ impl<S: Fold> Committer<'_, '_, S> {
                 }
             }
             let pending = self.job.pending();
+            // Self-clocking: everything ready is in (the inbox is drained), so commit now
+            // rather than wait; what arrives during this commit makes the next group.
             let due =
-                policy.group_due(pending, target, self.job.pending_bytes(), self.first_queued);
+                policy.group_due(pending, target, self.job.pending_bytes(), self.first_queued)
+                    || (policy.self_clocking && pending > 0 && backlog.is_empty());
             if due {
                 let durable = self.job.wants_durable();
                 self.commit(durable)?;
@@ -237,8 +247,15 @@ impl<S: Fold> Committer<'_, '_, S> {
                 rec.settled += receipt.records();
                 rec.commit_latency.push(latency);
             }
+            self.records_since_snapshot += receipt.records();
             self.unacked.push(Unacked { receipt, ready });
-            self.commits_since_snapshot += 1;
+            let policy = &self.job.options().commit_policy;
+            if policy.self_clocking {
+                let group = policy.max_group_records as u64;
+                self.commits_since_snapshot = self.records_since_snapshot / group.max(1);
+            } else {
+                self.commits_since_snapshot += 1;
+            }
         }
         if durable {
             self.acknowledge();
@@ -257,10 +274,16 @@ impl<S: Fold> Committer<'_, '_, S> {
         {
             let mut rec = self.ctx.recorder.lock();
             rec.stats.fsyncs += 1;
+            rec.stats.last_durable_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .and_then(|d| u64::try_from(d.as_millis()).ok());
             for u in &unacked {
                 rec.stats.records_acked += u.ready.len() as u64;
                 for t in &u.ready {
-                    rec.ack_latency.push(now.saturating_duration_since(*t));
+                    let latency = now.saturating_duration_since(*t);
+                    rec.ack_latency.push(latency);
+                    rec.stats.ack_latency_sum += latency;
                 }
             }
         }
@@ -290,7 +313,7 @@ impl<S: Fold> Committer<'_, '_, S> {
         let Some(m) = self.ctx.maintainer else {
             return;
         };
-        if self.commits_since_snapshot == 0 {
+        if self.commits_since_snapshot == 0 && self.records_since_snapshot == 0 {
             return;
         }
         let every = self.ctx.snapshot_every;
@@ -303,6 +326,7 @@ impl<S: Fold> Committer<'_, '_, S> {
             Ok((seq, bytes)) => {
                 if m.offer_snapshot(seq, bytes) {
                     self.commits_since_snapshot = 0;
+                    self.records_since_snapshot = 0;
                     self.last_snapshot = Instant::now();
                 }
             }

@@ -34,8 +34,16 @@ pub struct Stats {
     pub commit_latency_p99: Duration,
     /// Median time from a record's output being ready to its durable acknowledgement.
     pub ack_latency_p50: Duration,
+    /// 90th percentile of the same.
+    pub ack_latency_p90: Duration,
     /// 99th percentile of the same.
     pub ack_latency_p99: Duration,
+    /// Sum of the same over every acknowledged record of this run (with
+    /// `records_acked`, the mean; the pair a Prometheus summary needs).
+    pub ack_latency_sum: Duration,
+    /// When a commit last became durable, ms since the Unix epoch (`None` before the
+    /// first durable commit of this run).
+    pub last_durable_ms: Option<u64>,
     /// Value bytes handed to the store by commits.
     pub bytes_written: u64,
     /// Records done in memory or committed, but not durable yet.
@@ -127,6 +135,7 @@ impl Recorder {
         s.commit_latency_p50 = self.commit_latency.quantile(0.50);
         s.commit_latency_p99 = self.commit_latency.quantile(0.99);
         s.ack_latency_p50 = self.ack_latency.quantile(0.50);
+        s.ack_latency_p90 = self.ack_latency.quantile(0.90);
         s.ack_latency_p99 = self.ack_latency.quantile(0.99);
         s.mean_group = if s.commits == 0 {
             0.0

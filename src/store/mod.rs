@@ -16,7 +16,8 @@
 //!   and the index are written), `snapshots.rs` (sealing and retention), `claim.rs` (one
 //!   writer per job), `poison.rs` (the guard that poisons a handle that ran ahead).
 //! - Optional per-job tables: `input.rs` (the input manifest and offset index of file
-//!   sources); type descriptions (written at creation, `read.rs`/`write.rs`).
+//!   sources); `shard.rs` (which shard of a split job the store holds); type descriptions
+//!   (written at creation, `read.rs`/`write.rs`).
 //! - `salvage/`: reading a file redb cannot open, byte by byte, into a new store.
 
 mod claim;
@@ -35,6 +36,7 @@ mod records;
 mod repair;
 mod salvage;
 mod segment;
+mod shard;
 mod snapshots;
 mod space;
 mod tables;
@@ -51,6 +53,7 @@ pub use verify::{Problem, VerifyReport};
 pub(crate) use input::{StoredFile, StoredInput};
 pub(crate) use job_store::{GroupBuilder, InputChange, JobStore, NewJob, SnapshotWriter};
 pub(crate) use records::DeadLetterRecord;
+pub(crate) use shard::StoredShard;
 
 #[cfg(feature = "testing")]
 pub(crate) use {

@@ -19,6 +19,8 @@
 //!   whose durable acknowledgement the runner delivered (written with the progress mark).
 //! - `job.NAME.types` (`&str -> &[u8]`, optional): `output` and `state` -> JSON description
 //!   of the job's output and state types, traced at creation (see `crate::typed`).
+//! - `job.NAME.input` and `job.NAME.shard` (`&str -> &[u8]`, optional): see `input.rs` and
+//!   `shard.rs`.
 
 use redb::TableDefinition;
 

@@ -31,6 +31,15 @@ makes a deterministic share P of attempts fail transiently (they are retried) an
 records fail on every attempt (they end as dead letters; see `resumable dead-letters`).
 --seed is recorded with the job: resuming with another seed is refused.
 
+Shards (docs/SCALE.md): --shard I/N runs shard I of N (0-based) of the job, or --shards N
+with the index from the scheduler (JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID,
+AWS_BATCH_JOB_ARRAY_INDEX, CLOUD_RUN_TASK_INDEX; --shard wins). STORE is then a directory
+(created 0700) and the shard's store is STORE/shard-IIIII-of-NNNNN.redb; the shard
+processes only its contiguous id range [I*total/N, (I+1)*total/N), and records_total is
+that range's size. The shard spec and the input are recorded in the shard's store: a rerun
+with another N, range or input is refused (exit 1). `resumable status|verify|export STORE`
+read the directory as one job.
+
 On a terminal it shows a progress bar (done, rate, ETA, records at risk: settled but not
 yet durable); at the end it prints a summary.
 
@@ -47,10 +56,14 @@ dead_lettered, records dead-lettered by this run; dead_letters, the job's dead l
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct Args {
-    /// The store file (created if absent).
+    /// The store file (created if absent); with --shard/--shards, the shards' directory.
     store: PathBuf,
     #[command(flatten)]
     pub(crate) output: JsonFlag,
+    #[command(flatten)]
+    shard: crate::shards::ShardRunArgs,
+    #[command(flatten)]
+    metrics: crate::metrics::MetricsArgs,
     /// Job name.
     #[arg(long, default_value = resumable::demo::JOB_NAME)]
     job: String,
@@ -104,6 +117,10 @@ struct SummaryJson<'a> {
 }
 
 struct Summary {
+    /// The store file (a shard's file in the shards' directory).
+    store: PathBuf,
+    /// Records the run owns: the job's, or its shard's.
+    total: u64,
     end: &'static str,
     /// Dead letters of the job (all runs), read after the run.
     dead_letters: u64,
@@ -135,30 +152,28 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         .cost(Duration::from_micros(args.cost_us))
         .fail_rate(args.fail_rate);
 
-    let store = Store::open(&args.store)
-        .map_err(|e| anyhow::Error::new(e).context(CannotOpen(args.store.clone())))?;
+    let shard = args.shard.resolve()?;
+    let store_path = match shard {
+        Some(shard) => crate::shards::shard_store(&args.store, shard, &args.job)?,
+        None => args.store.clone(),
+    };
+    let store = Store::open(&store_path)
+        .map_err(|e| anyhow::Error::new(e).context(CannotOpen(store_path.clone())))?;
+    let manifest = manifest_digest([format!("resumable demo seed {}", args.seed)]);
+    // A shard owns a contiguous range of the ids; its spec is recorded and gated here.
+    let ids = crate::shards::owned_ids(shard, &store, &args.job, args.records, manifest)?;
+    let total = ids.end - ids.start;
     let options = JobOptions::new()
-        .total_records(args.records)
+        .total_records(total)
         .commit_policy(CommitPolicy::new().max_group_records(args.group_records))
         .snapshot_every_commits(args.snapshot_every)
-        .input_manifest(manifest_digest([format!(
-            "resumable demo seed {}",
-            args.seed
-        )]));
+        .input_manifest(manifest);
     let job = store.job::<DemoTotals>(&args.job, options)?;
-    let done_before = job
-        .progress()
-        .ranges()
-        .map(|r| {
-            r.end
-                .min(args.records)
-                .saturating_sub(r.start.min(args.records))
-        })
-        .sum::<u64>();
+    let done_before = crate::shards::done_in(job.progress().ranges(), &ids);
     let started = Instant::now();
 
     let summary = if job.lifecycle() == JobState::Completed {
-        if done_before < args.records {
+        if done_before < total {
             anyhow::bail!(
                 "job {:?} is completed with {} records done; it accepts no more (use another --job name, or `resumable rewind`)",
                 args.job,
@@ -166,6 +181,8 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             );
         }
         Summary {
+            store: store_path.clone(),
+            total,
             dead_letters: 0,
             end: "already_done",
             lifecycle: JobState::Completed,
@@ -184,14 +201,25 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             output::note(format_args!(
                 "{what} job {} in {}: {} of {} records done; {workers} worker{}, {} µs per record",
                 args.job,
-                args.store.display(),
+                store_path.display(),
                 count(done_before),
-                count(args.records),
+                count(total),
                 if workers == 1 { "" } else { "s" },
                 args.cost_us
             ));
         }
-        run_job(args, job, &demo, workers, done_before, started)?
+        let mut summary = run_job(
+            args,
+            &store_path,
+            job,
+            &demo,
+            workers,
+            ids,
+            done_before,
+            started,
+        )?;
+        summary.store = store_path;
+        summary
     };
 
     let mut summary = summary;
@@ -204,11 +232,14 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_job(
     args: &Args,
+    store_path: &std::path::Path,
     job: resumable::Job<DemoTotals>,
     demo: &DemoJob,
     workers: usize,
+    ids: std::ops::Range<u64>,
     done_before: u64,
     started: Instant,
 ) -> anyhow::Result<Summary> {
@@ -280,12 +311,19 @@ fn run_job(
         }
     };
 
-    let source = IdSource::new(0..args.records, |_| Ok(()));
+    let total = ids.end - ids.start;
+    let metrics = args
+        .metrics
+        .open(store_path, &args.job, done_before, Some(total))?;
+    let source = IdSource::new(ids, |_| Ok(()));
     let running = AtomicBool::new(true);
     let show_bar = std::io::stderr().is_terminal();
     let report = std::thread::scope(|scope| {
         if show_bar {
-            scope.spawn(|| progress(&stats, &running, args.records));
+            scope.spawn(|| progress(&stats, &running, total));
+        }
+        if let Some(m) = &metrics {
+            scope.spawn(|| m.run(&stats, &running));
         }
         let report = runner.run(source, process);
         running.store(false, Ordering::SeqCst);
@@ -298,6 +336,8 @@ fn run_job(
         _ => "source_failed",
     };
     Ok(Summary {
+        store: args.store.clone(),
+        total,
         dead_letters: 0,
         end,
         lifecycle: report.job.lifecycle(),
@@ -342,11 +382,11 @@ fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
     let mut out = Out::new();
     if json {
         out.json(&SummaryJson {
-            store: args.store.display().to_string(),
+            store: s.store.display().to_string(),
             job: &args.job,
             end: s.end,
             lifecycle: s.lifecycle.as_str(),
-            records_total: args.records,
+            records_total: s.total,
             records_done: s.records_done,
             processed,
             skipped: s.skipped,
@@ -372,30 +412,24 @@ fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
             count(s.dead_letters),
             if s.dead_letters == 1 { "" } else { "s" },
             count(s.records_done.saturating_sub(s.dead_letters)),
-            count(args.records),
+            count(s.total),
         ),
         "finished" => format!(
             "job {} finished: {} of {} records done ({})",
             args.job,
             count(s.records_done),
-            count(args.records),
+            count(s.total),
             s.lifecycle
         ),
         _ => format!(
             "job {} stopped cleanly at {} of {} records; run the same command again to continue",
             args.job,
             count(s.records_done),
-            count(args.records)
+            count(s.total)
         ),
     };
     writeln!(out, "{headline}")?;
     output::run_summary(
-        out,
-        &args.store,
-        processed,
-        s.skipped,
-        &s.stats,
-        s.elapsed,
-        rate,
+        out, &s.store, processed, s.skipped, &s.stats, s.elapsed, rate,
     )
 }

@@ -31,7 +31,13 @@ object; nested values are written as JSON), or `id,payload_hex` for undescribed 
 --since-seq SEQ exports only the outputs of the commits after commit SEQ, in commit order
 (and, within a commit, id order) instead of id order, each jsonl line then carrying its
 commit: {\"id\":ID,\"seq\":SEQ,\"output\":OUTPUT}. A downstream consumer keeps the last
-seq it consumed and asks for what came after: the store is the outbox.";
+seq it consumed and asks for what came after: the store is the outbox.
+
+Several stores, or a directory of shard stores (`run|demo DIR --shard I/N`), export as one
+job: their outputs merged in id order (a k-way merge), byte for byte what the same job run
+in one store exports. Missing shards, unreadable stores and stores of another split or
+input are an error naming them (--allow-missing goes on without missing shards); see
+docs/SCALE.md.";
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Format {
@@ -45,6 +51,8 @@ pub(crate) enum Format {
 pub(crate) struct Args {
     #[command(flatten)]
     target: JobArgs,
+    #[command(flatten)]
+    stores: crate::shards::StoreSet,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     format: Format,
@@ -182,14 +190,63 @@ fn csv_value(v: &serde_json::Value) -> String {
     }
 }
 
+/// Writes outputs as export lines: jsonl, or csv with its header before the first row. One
+/// writer serves one store's export and the merge of several (`shards::export`).
+pub(crate) struct LineWriter {
+    format: Format,
+    columns: Option<Vec<String>>,
+}
+
+impl LineWriter {
+    pub(crate) fn new(format: Format) -> Self {
+        LineWriter {
+            format,
+            columns: None,
+        }
+    }
+
+    /// Writes `output`, decoded by `decoder`, as one line (after the csv header, first).
+    pub(crate) fn write(
+        &mut self,
+        out: &mut Out,
+        decoder: &Decoder,
+        output: &StoredOutput,
+    ) -> anyhow::Result<()> {
+        let text = decoder.json(output)?;
+        match self.format {
+            Format::Jsonl => {
+                writeln!(out, "{{\"id\":{},\"output\":{text}}}", output.id)?;
+            }
+            Format::Csv => {
+                let value: serde_json::Value = serde_json::from_str(&text)?;
+                let cols = self.columns.get_or_insert_with(|| {
+                    let cols: Vec<String> = match (&value, decoder) {
+                        (
+                            serde_json::Value::Object(m),
+                            Decoder::Demo | Decoder::Json | Decoder::Typed(_),
+                        ) => m.keys().cloned().collect(),
+                        (_, Decoder::Typed(_)) => vec!["output".to_owned()],
+                        _ => vec!["payload_hex".to_owned()],
+                    };
+                    let header: Vec<String> = cols.iter().map(|c| csv_field(c)).collect();
+                    let _ = writeln!(out, "id,{}", header.join(","));
+                    cols
+                });
+                let fields: Vec<String> = match &value {
+                    serde_json::Value::Object(m) => cols
+                        .iter()
+                        .map(|c| m.get(c).map(csv_value).unwrap_or_default())
+                        .collect(),
+                    other => vec![csv_value(other)],
+                };
+                writeln!(out, "{},{}", output.id, fields.join(","))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let (store, job) = args.target.open_read()?;
-    let status = store.status(&job)?;
-    let decoder = if args.hex {
-        Decoder::Hex("--hex".to_owned())
-    } else {
-        Decoder::for_job(&store, &job, &status.state_type)
-    };
     let end = args.to.map_or(u64::MAX, |to| to.saturating_add(1));
     if end <= args.from {
         return crate::usage(format!(
@@ -198,6 +255,19 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             args.from
         ));
     }
+    if let Some(set) = args.stores.set(args.target.store())? {
+        if args.since_seq.is_some() {
+            return crate::usage("--since-seq reads one store (commit numbers are per store)");
+        }
+        return crate::shards::export(&set, &args.target, args.format, args.hex, args.from..end);
+    }
+    let (store, job) = args.target.open_read()?;
+    let status = store.status(&job)?;
+    let decoder = if args.hex {
+        Decoder::Hex("--hex".to_owned())
+    } else {
+        Decoder::for_job(&store, &job, &status.state_type)
+    };
     let mut out = Out::new();
     if let Some(since) = args.since_seq {
         let mut failed: Option<anyhow::Error> = None;
@@ -223,43 +293,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         out.finish()?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut columns: Option<Vec<String>> = None;
+    let mut writer = LineWriter::new(args.format);
     let mut failed: Option<anyhow::Error> = None;
     store.for_each_output(&job, args.from..end, |output| {
-        let result = (|| -> anyhow::Result<()> {
-            let text = decoder.json(&output)?;
-            match args.format {
-                Format::Jsonl => {
-                    writeln!(out, "{{\"id\":{},\"output\":{text}}}", output.id)?;
-                }
-                Format::Csv => {
-                    let value: serde_json::Value = serde_json::from_str(&text)?;
-                    let cols = columns.get_or_insert_with(|| {
-                        let cols: Vec<String> = match (&value, &decoder) {
-                            (
-                                serde_json::Value::Object(m),
-                                Decoder::Demo | Decoder::Json | Decoder::Typed(_),
-                            ) => m.keys().cloned().collect(),
-                            (_, Decoder::Typed(_)) => vec!["output".to_owned()],
-                            _ => vec!["payload_hex".to_owned()],
-                        };
-                        let header: Vec<String> = cols.iter().map(|c| csv_field(c)).collect();
-                        let _ = writeln!(out, "id,{}", header.join(","));
-                        cols
-                    });
-                    let fields: Vec<String> = match &value {
-                        serde_json::Value::Object(m) => cols
-                            .iter()
-                            .map(|c| m.get(c).map(csv_value).unwrap_or_default())
-                            .collect(),
-                        other => vec![csv_value(other)],
-                    };
-                    writeln!(out, "{},{}", output.id, fields.join(","))?;
-                }
-            }
-            Ok(())
-        })();
-        match result {
+        match writer.write(&mut out, &decoder, &output) {
             Ok(()) => Ok(true),
             Err(e) => {
                 failed = Some(e);

@@ -9,6 +9,7 @@
 //! fails the same way: when the file cannot be opened at all, verify cannot open it either,
 //! and the advice is salvage or a backup.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -178,6 +179,16 @@ pub(crate) fn retryable(e: &anyhow::Error) -> bool {
 
 /// Reports a failed command (stderr, and stdout under `--json`) and picks the exit code.
 pub(crate) fn report(e: &anyhow::Error, json: bool) -> ExitCode {
+    report_as(e, json, false)
+}
+
+/// [`report`] for a command printing JSON Lines (`status --watch --json`): the error
+/// object is one line too.
+pub(crate) fn report_line(e: &anyhow::Error, json: bool) -> ExitCode {
+    report_as(e, json, true)
+}
+
+fn report_as(e: &anyhow::Error, json: bool, one_line: bool) -> ExitCode {
     if broken_pipe(e) {
         return ExitCode::SUCCESS;
     }
@@ -189,7 +200,25 @@ pub(crate) fn report(e: &anyhow::Error, json: bool) -> ExitCode {
         note(format_args!("what to do: {advice}"));
     }
     if json {
-        print_json(&kind, &message, advice);
+        if one_line {
+            let line = serde_json::to_string(&FailureJson {
+                error: ErrorJson {
+                    kind: &kind,
+                    message: &message,
+                    advice,
+                },
+            })
+            .unwrap_or_default();
+            let mut out = Out::new();
+            let written = writeln!(out, "{line}")
+                .map_err(anyhow::Error::from)
+                .and_then(|()| out.finish());
+            if written.is_err() {
+                note("error: could not write the error object to stdout");
+            }
+        } else {
+            print_json(&kind, &message, advice);
+        }
     }
     ExitCode::from(if matches!(kind.as_str(), "usage" | "invalid_argument") {
         EXIT_USAGE

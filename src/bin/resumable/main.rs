@@ -14,6 +14,7 @@ mod export;
 mod failure;
 mod fork;
 mod lineage;
+mod metrics;
 mod open;
 mod output;
 mod pin;
@@ -24,9 +25,11 @@ mod requeue;
 mod rewind;
 mod run;
 mod salvage;
+mod shards;
 mod snapshots;
 mod status;
 mod verify;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -42,8 +45,9 @@ const AFTER_HELP: &str = "\
 Exit codes:
   0   success; for the job-running commands (demo, run): the job completed
   1   a problem that retrying will not fix: the store is damaged (verify found damage) or
-      not a store, the job is mismatched (other state type, schema, input) or not found;
-      for the read commands also a store locked by another process or an I/O error
+      not a store, the job is mismatched (other state type, schema, input, shard spec) or
+      not found; for the read commands also a store locked by another process or an I/O
+      error
   2   usage error: bad arguments, or a confirmation that was needed and not given
   75  (demo, run) stopped before the end and resumable: Ctrl-C or SIGTERM (a second
       signal quits at once), the store locked by another writer, an I/O error or a full

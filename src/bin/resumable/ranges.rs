@@ -38,9 +38,14 @@ pub(crate) struct Args {
     pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
+    #[command(flatten)]
+    stores: crate::shards::StoreSet,
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
+    if let Some(set) = args.stores.set(args.target.store())? {
+        return crate::shards::ranges(&set, &args.target, json);
+    }
     let (store, job) = args.target.open_read()?;
     let status = store.status(&job)?;
     let done = store.done_ranges(&job)?;

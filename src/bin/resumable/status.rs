@@ -33,7 +33,28 @@ with dead letters says so (\"completed with N dead letters\"). Percentages round
 description recorded at creation (typed), as JSON (json, demo), or as hex, with the reason
 (jobs created before this version, or types that cannot be described).
 Times are milliseconds since the Unix epoch. A job whose lifecycle is \"running\" while no
-process holds the store crashed; running it again resumes it.";
+process holds the store crashed; running it again resumes it.
+
+--watch keeps reading, every --interval (default 2s), until every watched job has ended
+(completed, paused or failed) or Ctrl-C: on a terminal one view refreshed in place (records
+done of total, the rate over the last interval, ETA, last commit age, commits/s, dead
+letters, lifecycle), else one plain line per job and reading. Records at risk (settled but
+not durable yet) are known only to the writer: see its --metrics-file. Each reading opens
+the store read-only and closes it again, so the watch never holds the file. A running job
+without a commit for ten intervals (and at least 30 s) is flagged: if no process runs it,
+it crashed. A reading that
+finds the store held by a writer that refuses live readers says \"writer busy\" and tries
+again next interval; once readings in a row have found it so for --busy-timeout (default
+1m), the watch gives up (exit 75).
+Exit codes of --watch: 0 every watched job completed, 75 one paused (run it again), 1 one
+failed or an error, 130 Ctrl-C. With --json, one object per reading (JSON Lines):
+  {\"store\": PATH, \"time_ms\": N, \"writer_busy\": BOOL, \"busy_intervals\": N, \"ended\": BOOL,
+   \"jobs\": [{\"name\": S, \"lifecycle\": S, \"records_done\": N, \"total_records\": N|null,
+             \"rate\": F|null, \"eta_s\": F|null, \"records_at_risk\": null, \"commits\": N,
+             \"commits_per_s\": F|null, \"last_commit_ms\": N|null,
+             \"last_commit_age_ms\": N|null, \"dead_letters\": N}]}
+rate and commits_per_s are per second over the last interval (null on the first reading);
+the last object has \"ended\": true.";
 
 /// Show jobs' progress and health.
 #[derive(clap::Args, Debug)]
@@ -44,6 +65,19 @@ pub(crate) struct Args {
     pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
+    #[command(flatten)]
+    stores: crate::shards::StoreSet,
+    /// Keep watching: a reading every --interval until the jobs end (completed, paused or
+    /// failed) or Ctrl-C; with --json one object per reading (JSON Lines).
+    #[arg(long)]
+    watch: bool,
+    /// Time between --watch readings (e.g. 500ms, 2s, 1m).
+    #[arg(long, default_value = "2s", value_parser = crate::run::parse_duration, requires = "watch")]
+    interval: std::time::Duration,
+    /// With --watch: give up (exit 75) once readings in a row found the store held by a
+    /// writer that refuses live readers for this long.
+    #[arg(long, default_value = "1m", value_parser = crate::run::parse_duration, requires = "watch")]
+    busy_timeout: std::time::Duration,
 }
 
 /// The `--json` shape (see `LONG_ABOUT`).
@@ -108,6 +142,23 @@ impl<'a> JobJson<'a> {
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
+    let set = args.stores.set(args.target.store())?;
+    if args.watch {
+        if set.is_some() {
+            return crate::usage(
+                "--watch follows one store: watch each shard's file, or run `status DIR` for the whole job",
+            );
+        }
+        return crate::watch::run(&crate::watch::Watch {
+            target: &args.target,
+            interval: args.interval,
+            json,
+            busy_timeout: args.busy_timeout,
+        });
+    }
+    if let Some(set) = set {
+        return crate::shards::status(&set, &args.target, json);
+    }
     let store = open::read(args.target.store(), args.target.recover())?;
     let names = args.target.named_or_all(&store)?;
     let statuses = names

@@ -51,6 +51,8 @@ pub(crate) struct Args {
     pub(crate) output: JsonFlag,
     #[command(flatten)]
     target: JobArgs,
+    #[command(flatten)]
+    stores: crate::shards::StoreSet,
 }
 
 /// One job's findings.
@@ -179,6 +181,9 @@ enum PageCheck {
     Ran(Result<(), String>),
     /// A running job holds the store, and the check needs the store to itself.
     Skipped,
+    /// The file cannot be opened for writing (a read-only copy or mount), which the check
+    /// needs.
+    ReadOnlyFile,
 }
 
 /// Opens the store for `verify`: as a live reader (never recovering a crashed store unless
@@ -206,6 +211,9 @@ fn open_for_verify(path: &std::path::Path, recover: bool) -> anyhow::Result<(Sto
             Ok((store, PageCheck::Ran(integrity)))
         }
         Err(resumable::Error::Locked { .. }) => Ok((reader, PageCheck::Skipped)),
+        Err(resumable::Error::Io(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Ok((reader, PageCheck::ReadOnlyFile))
+        }
         Err(e) => Err(anyhow::Error::new(e).context(CannotOpen(path.to_owned()))),
     }
 }
@@ -262,6 +270,9 @@ fn verify_job(store: &Store, job: &str) -> JobResult {
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
+    if let Some(set) = args.stores.set(args.target.store())? {
+        return crate::shards::verify(&set, &args.target, json);
+    }
     let path = args.target.store();
     let (store, integrity) = open_for_verify(path, args.target.recover())?;
     let names = args.target.named_or_all(&store)?;
@@ -272,9 +283,18 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     let results: Vec<JobResult> = names.iter().map(|j| verify_job(&store, j)).collect();
-    let (integrity, pages_checked) = match integrity {
-        PageCheck::Ran(result) => (result, true),
-        PageCheck::Skipped => (Ok(()), false),
+    let (integrity, pages_checked, skipped_because) = match integrity {
+        PageCheck::Ran(result) => (result, true, ""),
+        PageCheck::Skipped => (
+            Ok(()),
+            false,
+            "a running job holds the store (verify again when it is idle)",
+        ),
+        PageCheck::ReadOnlyFile => (
+            Ok(()),
+            false,
+            "the file cannot be opened for writing, which redb's check needs (verify a writable copy for it)",
+        ),
     };
     let first_problem = integrity
         .as_ref()
@@ -300,7 +320,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         match &integrity {
             Ok(()) if !pages_checked => writeln!(
                 out,
-                "store {}: page checksums not checked: a running job holds the store (verify again when it is idle); its committed data is checked below",
+                "store {}: page checksums not checked: {skipped_because}; its committed data is checked below",
                 path.display()
             )?,
             Ok(()) => writeln!(out, "store {}: page checksums ok", path.display())?,

@@ -21,6 +21,7 @@
 //! `resumable` outputs are `resumable::Bytes`, 1 KiB serialized as one byte string; see
 //! `Bytes` for what a plain `Vec<u8>` costs instead. The bare-redb variants insert the same 1 KiB slices.
 
+mod latency;
 mod probes;
 mod report;
 mod stats;
@@ -35,6 +36,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use self::latency::latency_study;
 use self::probes::resume_study;
 use self::report::{Config, Machine, Report};
 use self::system::{filesystem_of, load_average};
@@ -73,6 +75,8 @@ struct Ctx {
     workers: usize,
     /// Passes of the reference computation that take about `cost_us` on one core.
     passes: u32,
+    /// Passes that take about 10 us (the small-record variants).
+    passes_10us: u32,
 }
 
 /// Removes the bench's directory when the run ends, however it ends.
@@ -108,6 +112,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
         payload: (0..OUTPUT_BYTES).map(|i| (i * 131 % 251) as u8).collect(),
         workers,
         passes,
+        passes_10us: calibrate(10),
     };
     let filesystem = filesystem_of(&ctx.dir);
     eprintln!(
@@ -143,11 +148,14 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
     let seq_mb_s = sequential_write(&ctx.dir.join("sequential.bin"), seq_bytes)?;
     eprintln!("resume and per-commit cost on a store of {resume_records} records...");
     let resume = resume_study(&ctx, resume_records)?;
+    eprintln!("durable-ack latency against offered load, fixed and self-clocking policies...");
+    let latency = latency_study(&ctx)?;
 
     let report = Report::new(
         &samples,
         seq_mb_s,
         resume,
+        latency,
         Machine {
             cores,
             workers,

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::report::bench::BenchPage;
 use crate::report::svg::{HBar, short};
 
+use super::latency::LatencyStudy;
 use super::probes::{CommitProbe, PROBE_COMMITS, PROBE_GROUP, PROBE_ROUNDS, ResumeStudy};
 use super::stats::{Ratio, VariantResult, ack_latency};
 use super::variants::{OUTPUT_BYTES, Sample, Variant};
@@ -52,6 +53,22 @@ pub(super) struct BenchJson<'a> {
     resume: ResumeJson,
     per_commit_cost: PerCommitJson,
     live_readers: LiveReadersJson,
+    latency: &'a LatencyStudy,
+    open: OpenJson,
+}
+
+/// Open time against store size: the resume study's store, opened with and without the
+/// full page check.
+#[derive(Serialize)]
+struct OpenJson {
+    rows: Vec<OpenRow>,
+}
+
+#[derive(Serialize)]
+struct OpenRow {
+    store_bytes: u64,
+    open_ms: f64,
+    verify: &'static str,
 }
 
 /// The concurrency modes side by side (same run): each default against the other mode.
@@ -149,6 +166,7 @@ pub(super) struct Report {
     ack_p99_ms: Option<f64>,
     seq_mb_s: f64,
     resume: ResumeStudy,
+    latency: LatencyStudy,
     machine: Machine,
     config: Config,
 }
@@ -158,6 +176,7 @@ impl Report {
         samples: &[Vec<Sample>],
         seq_mb_s: f64,
         resume: ResumeStudy,
+        latency: LatencyStudy,
         machine: Machine,
         config: Config,
     ) -> Self {
@@ -173,6 +192,7 @@ impl Report {
             ack_p99_ms,
             seq_mb_s,
             resume,
+            latency,
             machine,
             config,
         }
@@ -223,6 +243,12 @@ impl Report {
                 name: "resume_ms_without_replay",
                 value: self.resume.store_open_ms + self.resume.job_open_after_snapshot_ms,
                 bar: 100.0,
+                at_least: false,
+            },
+            Ratio {
+                name: "job_overhead_10us",
+                value: 1.0 - m(Variant::ResumableRunnerJob10us) / m(Variant::NoCheckpointJob10us),
+                bar: 0.15,
                 at_least: false,
             },
             Ratio {
@@ -290,6 +316,21 @@ impl Report {
                 redb_bare_group_1000: self.get(Variant::RedbBareGroup1000).cpu_us_per_record,
             },
             sequential_write_mb_per_sec: self.seq_mb_s,
+            latency: &self.latency,
+            open: OpenJson {
+                rows: vec![
+                    OpenRow {
+                        store_bytes: self.resume.file_bytes,
+                        open_ms: self.resume.store_open_verified_ms,
+                        verify: "full: redb checks every page checksum (verify_on_open, the default)",
+                    },
+                    OpenRow {
+                        store_bytes: self.resume.file_bytes,
+                        open_ms: self.resume.store_open_ms,
+                        verify: "none: verify_on_open(false); values keep their CRCs",
+                    },
+                ],
+            },
             live_readers: LiveReadersJson {
                 group_live_vs_exclusive: self.get(Variant::ResumableGroupDefault).median
                     / self.get(Variant::ResumableGroupExclusive).median,
@@ -457,6 +498,23 @@ impl Report {
             self.get(Variant::ResumablePerRecordLive).median
                 / self.get(Variant::ResumablePerRecord).median,
         )?;
+        writeln!(
+            out,
+            "durable-ack latency against offered load (disk: one durable redb commit {:.2} ms, median):",
+            self.latency.disk_commit_ms
+        )?;
+        for r in &self.latency.rows {
+            writeln!(
+                out,
+                "  {:<13} offered {:>9}  achieved {:>9.0}/s  ack p50 {:>7.2} ms  p99 {:>7.2} ms",
+                r.policy,
+                r.offered_per_s
+                    .map_or_else(|| "unbounded".to_owned(), |n| format!("{n}/s")),
+                r.achieved_per_s,
+                r.ack_p50_ms,
+                r.ack_p99_ms
+            )?;
+        }
         writeln!(out)?;
         writeln!(
             out,

@@ -1,4 +1,4 @@
-//! The nine variants the bench compares, the reference job's per-record work and its
+//! The eleven variants the bench compares, the reference job's per-record work and its
 //! calibration, and the sequential-write ceiling.
 
 use std::fs::{self, File, OpenOptions};
@@ -40,10 +40,12 @@ pub(super) enum Variant {
     ResumableGroupExclusive,
     NoCheckpointJob,
     ResumableRunnerJob,
+    NoCheckpointJob10us,
+    ResumableRunnerJob10us,
 }
 
 impl Variant {
-    pub(super) const ALL: [Variant; 9] = [
+    pub(super) const ALL: [Variant; 11] = [
         Variant::FdatasyncAppend,
         Variant::RedbBarePerRecord,
         Variant::ResumablePerRecord,
@@ -53,6 +55,8 @@ impl Variant {
         Variant::ResumableGroupExclusive,
         Variant::NoCheckpointJob,
         Variant::ResumableRunnerJob,
+        Variant::NoCheckpointJob10us,
+        Variant::ResumableRunnerJob10us,
     ];
 
     pub(super) fn name(self) -> &'static str {
@@ -66,6 +70,8 @@ impl Variant {
             Variant::ResumableGroupExclusive => "resumable_group_exclusive",
             Variant::NoCheckpointJob => "no_checkpoint_job",
             Variant::ResumableRunnerJob => "resumable_runner_job",
+            Variant::NoCheckpointJob10us => "no_checkpoint_job_10us",
+            Variant::ResumableRunnerJob10us => "resumable_runner_job_10us",
         }
     }
 
@@ -73,7 +79,10 @@ impl Variant {
     pub(super) fn cpu_scope(self) -> Option<&'static str> {
         match self {
             Variant::FdatasyncAppend => None,
-            Variant::NoCheckpointJob | Variant::ResumableRunnerJob => Some("process"),
+            Variant::NoCheckpointJob
+            | Variant::ResumableRunnerJob
+            | Variant::NoCheckpointJob10us
+            | Variant::ResumableRunnerJob10us => Some("process"),
             _ => Some("writer thread"),
         }
     }
@@ -89,6 +98,8 @@ impl Variant {
             Variant::ResumableGroupExclusive => "the same, forced to exclusive mode",
             Variant::NoCheckpointJob => "reference job -> BufWriter, no durability",
             Variant::ResumableRunnerJob => "reference job through Runner, durable acks",
+            Variant::NoCheckpointJob10us => "the same at 10 us/record, no durability",
+            Variant::ResumableRunnerJob10us => "the same at 10 us/record through Runner",
         }
     }
 
@@ -114,8 +125,10 @@ impl Variant {
             Variant::ResumableGroupExclusive => {
                 resumable_single(ctx, &path, CommitPolicy::new(), Concurrency::Exclusive)
             }
-            Variant::NoCheckpointJob => no_checkpoint_job(ctx, &path),
-            Variant::ResumableRunnerJob => runner_job(ctx, &path),
+            Variant::NoCheckpointJob => no_checkpoint_job(ctx, &path, ctx.passes),
+            Variant::ResumableRunnerJob => runner_job(ctx, &path, ctx.passes),
+            Variant::NoCheckpointJob10us => no_checkpoint_job(ctx, &path, ctx.passes_10us),
+            Variant::ResumableRunnerJob10us => runner_job(ctx, &path, ctx.passes_10us),
         }?;
         let _ = fs::remove_file(&path);
         settle(&ctx.dir);
@@ -261,7 +274,7 @@ type Message = (u64, Vec<u8>);
 
 /// Variant 6: `ctx.workers` threads compute reference records and send them to one writer
 /// thread, which appends them to a buffered file: the job without any checkpointing.
-fn no_checkpoint_job(ctx: &Ctx, path: &Path) -> Result<Sample> {
+fn no_checkpoint_job(ctx: &Ctx, path: &Path, passes: u32) -> Result<Sample> {
     let (tx, rx) = crossbeam_channel::bounded::<Message>(CHANNEL_BOUND);
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicU64::new(0));
@@ -271,8 +284,7 @@ fn no_checkpoint_job(ctx: &Ctx, path: &Path) -> Result<Sample> {
     let sink = thread::spawn(move || buffered_sink(file, &rx, &counter));
     let mut handles = Vec::new();
     for _ in 0..ctx.workers {
-        let (tx, stop, next, passes) =
-            (tx.clone(), Arc::clone(&stop), Arc::clone(&next), ctx.passes);
+        let (tx, stop, next) = (tx.clone(), Arc::clone(&stop), Arc::clone(&next));
         handles.push(thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let id = next.fetch_add(1, Ordering::Relaxed);
@@ -335,7 +347,7 @@ fn buffered_sink(
 
 /// Variant 7: the reference processor through [`Runner`] with its defaults; records count
 /// when their durable acknowledgement arrives, over the same steady-state window.
-fn runner_job(ctx: &Ctx, path: &Path) -> Result<Sample> {
+fn runner_job(ctx: &Ctx, path: &Path, passes: u32) -> Result<Sample> {
     let store = Store::open(path)?;
     let job = store.job::<Discard<Bytes>>("bench", JobOptions::new())?;
     let acked = Arc::new(AtomicU64::new(0));
@@ -346,7 +358,7 @@ fn runner_job(ctx: &Ctx, path: &Path) -> Result<Sample> {
             counter.fetch_add(ack.records(), Ordering::Relaxed);
         });
     let stop = runner.stop_handle();
-    let (run_for, passes) = (ctx.run_for, ctx.passes);
+    let run_for = ctx.run_for;
     let window = thread::spawn(move || {
         let sample = steady_window(run_for, &acked);
         stop.stop();

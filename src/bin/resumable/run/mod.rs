@@ -76,6 +76,15 @@ another order is refused (exit 1) naming the file. Standard input and pipes cann
 inputs (a rerun could not read them again). The command is not part of the job: fixing a
 script and rerunning continues with the new script.
 
+Shards (docs/SCALE.md): --shard I/N runs shard I of N (0-based) of the job, or --shards N
+with the index from the scheduler (JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID,
+AWS_BATCH_JOB_ARRAY_INDEX, CLOUD_RUN_TASK_INDEX; --shard wins). STORE is then a directory
+(created 0700) and the shard's store is STORE/shard-IIIII-of-NNNNN.redb; the shard
+processes only its contiguous id range [I*total/N, (I+1)*total/N), and records_total is
+that range's size. The shard spec and the input are recorded in the shard's store: a rerun
+with another N, range or input is refused (exit 1). `resumable status|verify|export STORE`
+read the directory as one job.
+
 Ctrl-C or SIGTERM stops cleanly: records in flight are committed durably, the job is
 paused, exit 75; a second one quits at once (the next run resumes either way).
 
@@ -98,8 +107,10 @@ rather than through its recorded index.";
 #[derive(clap::Args, Debug)]
 #[command(long_about = LONG_ABOUT)]
 pub(crate) struct Args {
-    /// The store file (created if absent).
+    /// The store file (created if absent); with --shard/--shards, the shards' directory.
     store: PathBuf,
+    #[command(flatten)]
+    shard: crate::shards::ShardRunArgs,
     /// An input file (repeat for several; read in the order given).
     #[arg(long = "input", required = true, value_name = "PATH")]
     inputs: Vec<PathBuf>,
@@ -130,6 +141,8 @@ pub(crate) struct Args {
     /// Print JSON (the shape is in the long help).
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    metrics: crate::metrics::MetricsArgs,
     /// Test hook: exit abruptly (no final commit, like a crash) once this many records of
     /// this run are durable.
     #[arg(long, hide = true)]
@@ -166,7 +179,7 @@ const RUNNER_QUEUE: usize = 4096;
 /// Exit code of a run cut short by `--crash-after`.
 const CRASH_EXIT: i32 = 3;
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -221,7 +234,7 @@ struct Task {
 
 /// The file source, handing each record to a worker as it is read.
 struct Dispatching<'a> {
-    inner: FileSource,
+    inner: resumable::ShardSource<FileSource>,
     pool: Option<&'a Pool>,
     protocol: Protocol,
 }
@@ -253,6 +266,8 @@ impl Source for Dispatching<'_> {
 }
 
 struct Summary {
+    /// The store file (a shard's file in the shards' directory).
+    store: PathBuf,
     end: &'static str,
     lifecycle: JobState,
     records_done: u64,
@@ -298,6 +313,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             Err(e) => anyhow::bail!("cannot read input {}: {e}", p.display()),
         }
     }
+    let shard = args.shard.resolve()?;
     check_program(&args.command[0])?;
 
     let stop = resumable::StopHandle::default();
@@ -318,7 +334,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             ))
         })?)
     };
-    let result = run_with(args, json, pool.as_ref(), &stop);
+    let result = run_with(args, shard, json, pool.as_ref(), &stop);
     if let Some(pool) = pool {
         pool.close(Duration::from_secs(2));
     }
@@ -365,27 +381,41 @@ fn lib_failure(e: resumable::Error, context: String) -> Failure {
 
 fn run_with(
     args: &Args,
+    shard: Option<resumable::Shard>,
     json: bool,
     pool: Option<&Pool>,
     stop: &resumable::StopHandle,
 ) -> Result<(Summary, u8), Failure> {
     let started = Instant::now();
-    let store = Store::open(&args.store)
-        .map_err(|e| lib_failure(e, format!("cannot open {}", args.store.display())))?;
+    let store_path = match shard {
+        Some(shard) => crate::shards::shard_store(&args.store, shard, &args.job)
+            .map_err(|e| lib_failure(e, format!("cannot place shard {shard}")))?,
+        None => args.store.clone(),
+    };
+    let store = Store::open(&store_path)
+        .map_err(|e| lib_failure(e, format!("cannot open {}", store_path.display())))?;
     let input = FileInput::builder(&args.inputs)
         .format(args.format.input())
         .max_record_bytes(args.max_line_bytes)
         .open(&store, &args.job)
         .map_err(|e| lib_failure(e, "the input cannot be used".to_owned()))?;
-    let total = input.total_records();
+    // A shard owns a contiguous range of the ids; its spec is recorded and gated here.
+    let ids = crate::shards::owned_ids(
+        shard,
+        &store,
+        &args.job,
+        input.total_records(),
+        input.manifest_digest(),
+    )
+    .map_err(|e| lib_failure(e, "the shard cannot be used".to_owned()))?;
+    let total = ids.end - ids.start;
     let job = store
-        .job::<Discard<Json>>(&args.job, input.job_options(JobOptions::new()))
+        .job::<Discard<Json>>(
+            &args.job,
+            input.job_options(JobOptions::new()).total_records(total),
+        )
         .map_err(|e| lib_failure(e, format!("cannot open job {:?}", args.job)))?;
-    let done_before = job
-        .progress()
-        .ranges()
-        .map(|r| r.end.min(total).saturating_sub(r.start.min(total)))
-        .sum::<u64>();
+    let done_before = crate::shards::done_in(job.progress().ranges(), &ids);
     if job.lifecycle() == JobState::Completed {
         if done_before < total {
             return Err(Failure::Exit(
@@ -400,6 +430,7 @@ fn run_with(
         }
         return Ok((
             Summary {
+                store: store_path,
                 end: "already_done",
                 lifecycle: JobState::Completed,
                 records_done: job.done_count(),
@@ -422,7 +453,7 @@ fn run_with(
                 "resuming"
             },
             args.job,
-            args.store.display(),
+            store_path.display(),
             count(done_before),
             count(total),
             args.workers,
@@ -488,12 +519,19 @@ fn run_with(
         }
     };
     let source = Dispatching {
-        inner: input.source(),
+        inner: resumable::ShardSource::new(input.source(), ids),
         pool,
         protocol: args.protocol,
     };
+    let metrics = args
+        .metrics
+        .open(&args.store, &args.job, done_before, Some(total))
+        .map_err(|e| Failure::Exit(EXIT_USAGE, e))?;
     let show_bar = !json && std::io::stderr().is_terminal();
     let report = std::thread::scope(|scope| {
+        if let Some(m) = &metrics {
+            scope.spawn(|| m.run(&stats, &running));
+        }
         scope.spawn(|| {
             while running.load(Ordering::SeqCst) {
                 if stop.is_stopped() {
@@ -526,6 +564,7 @@ fn run_with(
     };
     Ok((
         Summary {
+            store: store_path,
             end,
             lifecycle: report.job.lifecycle(),
             records_done: report.job.done_count(),
@@ -596,7 +635,7 @@ fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
     let mut out = Out::new();
     if json {
         out.json(&json!({
-            "store": args.store.display().to_string(),
+            "store": s.store.display().to_string(),
             "job": args.job,
             "end": s.end,
             "lifecycle": s.lifecycle.as_str(),
@@ -643,13 +682,7 @@ fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
     };
     writeln!(out, "{headline}")?;
     output::run_summary(
-        out,
-        &args.store,
-        processed,
-        s.skipped,
-        &s.stats,
-        s.elapsed,
-        rate,
+        out, &s.store, processed, s.skipped, &s.stats, s.elapsed, rate,
     )
 }
 
