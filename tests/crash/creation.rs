@@ -8,7 +8,7 @@
 //! `create`, read-write and read-only); a leftover `.NAME.creating-PID` temporary file is
 //! harmless (the path is still absent or complete) and the next `Store::open` removes it;
 //! two racing creators leave exactly one store, and each of them either used it or got a
-//! typed error. `RESUMABLE_CREATE_KILLS` (default 60 x `RESUMABLE_CRASH_SCALE`) sets the
+//! typed error. `RESUMABLE_CREATE_KILLS` (default 20 x `RESUMABLE_CRASH_SCALE`) sets the
 //! number of kills and `RESUMABLE_CREATE_SEED` replays a campaign; the seed is printed.
 
 use std::io::{BufRead, BufReader};
@@ -82,7 +82,7 @@ fn absent_or_complete(path: &Path, context: &str) -> bool {
 
 #[test]
 fn sigkill_inside_store_creation_leaves_the_path_absent_or_complete() {
-    let target = env_u64("RESUMABLE_CREATE_KILLS", 60 * scale());
+    let target = env_u64("RESUMABLE_CREATE_KILLS", 20 * scale());
     let seed = env_u64(
         "RESUMABLE_CREATE_SEED",
         std::time::SystemTime::now()
