@@ -63,17 +63,22 @@ impl VerifyReport {
         }
     }
 
-    fn add_error(&mut self, e: &Error) {
+    /// Reports damage found reading an item; an I/O failure (EIO, ENOSPC, a poisoned
+    /// handle) is not damage and stops the walk as an error instead, so that `verify`
+    /// never calls a store damaged because a read failed.
+    fn add_error(&mut self, e: Error) -> Result<()> {
         match e {
             Error::Corrupt {
                 what,
                 expected,
                 got,
             } => {
-                self.problem(what.clone(), format!("expected {expected}, got {got}"));
+                self.problem(what, format!("expected {expected}, got {got}"));
             }
+            Error::Io(_) | Error::DiskFull(_) | Error::Poisoned => return Err(e),
             other => self.problem("store", other.to_string()),
         }
+        Ok(())
     }
 }
 
@@ -103,7 +108,7 @@ impl Store {
             Ok(Some(_)) => {}
             Ok(None) => return Err(Error::JobNotFound(job.to_owned())),
             Err(e) => {
-                report.add_error(&e);
+                report.add_error(e)?;
                 return Ok((report, Vec::new()));
             }
         }
@@ -122,7 +127,7 @@ impl Store {
             let segment = match segment {
                 Ok(s) => s,
                 Err(e) => {
-                    report.add_error(&e);
+                    report.add_error(e)?;
                     return Ok(true);
                 }
             };
@@ -183,7 +188,7 @@ impl Store {
                 match record {
                     Ok(r) => hasher.add(r.id, r.crc, r.framed),
                     Err(e) => {
-                        report.add_error(&e);
+                        report.add_error(e)?;
                         break;
                     }
                 }
@@ -206,7 +211,7 @@ impl Store {
         let progress = match read::load_progress(&txn, &tables) {
             Ok(p) => Some(p),
             Err(e) => {
-                report.add_error(&e);
+                report.add_error(e)?;
                 None
             }
         };
@@ -244,7 +249,7 @@ impl Store {
         read::for_each_dead_letter(&txn, &tables, |id, record| {
             report.dead_letters_checked += 1;
             if let Err(e) = record {
-                report.add_error(&e);
+                report.add_error(e)?;
             }
             if !logged_dead.contains(id) {
                 report.problem(
@@ -287,7 +292,7 @@ impl Store {
                         r.seq
                     ),
                 ),
-                Some((_, Err(e))) => report.add_error(&e),
+                Some((_, Err(e))) => report.add_error(e)?,
                 None => {}
             }
         }

@@ -70,6 +70,13 @@ pub enum Fault {
         /// reads keep working.
         persistent: bool,
     },
+    /// Linux's "fsyncgate": if the armed operation is a `sync_data`, it fails with EIO and
+    /// the pending writes are dropped for good (the kernel marked the dirty pages clean after
+    /// the failed writeback), while reads still show them. The medium keeps the image of the
+    /// last successful sync, and no later sync or crash model brings the dropped writes back
+    /// (a pending `set_len`, metadata, stays pending).
+    /// Armed at a write or `set_len`, it acts as a transient [`Fault::IoError`].
+    SyncDropsPages,
 }
 
 /// A mutating operation not yet made durable by a sync.
@@ -94,6 +101,11 @@ struct State {
     crashed: bool,
     /// The error kind every mutating operation returns after a persistent fault.
     failing: Option<io::ErrorKind>,
+    /// Reads (`read` calls) counted since creation or the last `reset_op_count`.
+    reads: u64,
+    /// The 1-based read that fails with EIO (see [`FaultDisk::arm_read_error`]).
+    read_error_at: Option<u64>,
+    read_error_fired: bool,
 }
 
 /// One byte-range lock held by a backend instance.
@@ -205,6 +217,9 @@ impl std::fmt::Debug for State {
             .field("fired", &self.fired)
             .field("crashed", &self.crashed)
             .field("failing", &self.failing)
+            .field("reads", &self.reads)
+            .field("read_error_at", &self.read_error_at)
+            .field("read_error_fired", &self.read_error_fired)
             .finish()
     }
 }
@@ -235,6 +250,7 @@ impl State {
                 }
                 Fault::IoError { persistent } => (io::ErrorKind::Other, persistent),
                 Fault::DiskFull { persistent } => (io::ErrorKind::StorageFull, persistent),
+                Fault::SyncDropsPages => (io::ErrorKind::Other, false),
             };
             if persistent {
                 self.failing = Some(kind);
@@ -282,8 +298,86 @@ impl FaultDisk {
         }
     }
 
+    /// The disk a process kill leaves to the next run: reads see everything written (the
+    /// page cache survived), but the writes the crashed run had not synced are still
+    /// volatile, so a power loss during the next run (a crash of the new disk under any
+    /// [`LossModel`] but [`LossModel::KeepAll`]) can still lose them, in order with the next
+    /// run's own writes. A crashed disk stays crashed; the new one is alive, with no fault
+    /// armed and no locks held.
+    #[must_use]
+    pub fn after_process_kill(&self) -> FaultDisk {
+        let old = self.lock();
+        let state = State {
+            live: old.live.clone(),
+            durable: old.durable.clone(),
+            pending: old.pending.clone(),
+            ..State::default()
+        };
+        Self {
+            state: Arc::new(Mutex::new(state)),
+            locks: Arc::default(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock()
+    }
+
+    /// Makes the `at_read`-th `read` call (1-based, counted like [`FaultDisk::reads`]) fail
+    /// with EIO ([`io::ErrorKind::Other`]), once; later reads succeed. Independent of
+    /// [`FaultDisk::arm`].
+    pub fn arm_read_error(&self, at_read: u64) {
+        let mut state = self.lock();
+        state.read_error_at = Some(at_read);
+        state.read_error_fired = false;
+    }
+
+    /// The number of `read` calls counted so far (failed ones included), since creation or
+    /// the last [`FaultDisk::reset_op_count`].
+    #[must_use]
+    pub fn reads(&self) -> u64 {
+        self.lock().reads
+    }
+
+    /// Whether the read error armed by [`FaultDisk::arm_read_error`] has fired.
+    #[must_use]
+    pub fn read_error_fired(&self) -> bool {
+        self.lock().read_error_fired
+    }
+
+    /// The number of operations (writes and `set_len`s) made since the last successful
+    /// sync: what a crash now may keep or lose.
+    #[must_use]
+    pub fn pending_ops(&self) -> usize {
+        self.lock().pending.len()
+    }
+
+    /// The image a crash now would leave if exactly the first `kept` pending operations
+    /// reached the medium ([`LossModel::Prefix`] with a chosen `kept`; more than
+    /// [`FaultDisk::pending_ops`] keeps them all). For sweeps that enumerate every outcome.
+    #[must_use]
+    pub fn crash_image_prefix(&self, kept: usize) -> Vec<u8> {
+        let state = self.lock();
+        let mut image = state.durable.clone();
+        for op in state.pending.iter().take(kept) {
+            apply(&mut image, op);
+        }
+        image
+    }
+
+    /// The image a crash now would leave if exactly the pending operations whose bit is set
+    /// in `mask` reached the medium (bit `i` for the `i`-th pending operation, oldest first;
+    /// [`LossModel::Subset`] with a chosen subset). Operations past bit 63 are dropped.
+    #[must_use]
+    pub fn crash_image_subset(&self, mask: u64) -> Vec<u8> {
+        let state = self.lock();
+        let mut image = state.durable.clone();
+        for (i, op) in state.pending.iter().enumerate().take(64) {
+            if mask >> i & 1 == 1 {
+                apply(&mut image, op);
+            }
+        }
+        image
     }
 
     /// Schedules `fault` at the mutating operation whose 1-based index is `at_op`.
@@ -316,7 +410,9 @@ impl FaultDisk {
     /// Restarts the operation count at zero, e.g. after creating the database, so that
     /// [`FaultDisk::arm`] indices count from the workload under test.
     pub fn reset_op_count(&self) {
-        self.lock().ops = 0;
+        let mut state = self.lock();
+        state.ops = 0;
+        state.reads = 0;
     }
 
     /// Whether the armed fault has fired.
@@ -536,8 +632,13 @@ impl StorageBackend for FaultBackend {
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        let state = self.disk.lock();
+        let mut state = self.disk.lock();
         state.check_alive()?;
+        state.reads += 1;
+        if state.read_error_at == Some(state.reads) {
+            state.read_error_fired = true;
+            return Err(io::Error::other("injected read error (EIO)"));
+        }
         let (start, end) = range_end(offset, out.len())?;
         let source = state.live.get(start..end).ok_or_else(|| {
             io::Error::new(
@@ -561,13 +662,20 @@ impl StorageBackend for FaultBackend {
     fn sync_data(&self) -> io::Result<()> {
         let mut guard = self.disk.lock();
         let state = &mut *guard;
-        state.begin_mutation()?;
+        let at = state.ops + 1;
+        if let Err(e) = state.begin_mutation() {
+            if state.armed == Some((at, Fault::SyncDropsPages)) && !state.crashed {
+                // The failed writeback: the dirty pages are dropped, reads still see them.
+                // A file-size change is metadata, not a dirty page: it stays pending.
+                state.pending.retain(|op| matches!(op, Op::SetLen(_)));
+            }
+            return Err(e);
+        }
         // Replaying the pending operations equals copying `live`, and is far cheaper than
         // copying the whole image at every sync.
         for op in std::mem::take(&mut state.pending) {
             apply(&mut state.durable, &op);
         }
-        debug_assert!(state.durable == state.live);
         Ok(())
     }
 

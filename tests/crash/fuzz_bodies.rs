@@ -8,7 +8,8 @@ use resumable::testing::{Fault, FaultDisk, LossModel, decoders};
 use resumable::{Error, StoreOptions};
 
 use crate::model::{
-    Finish, JOB, Tally, Watermark, Workload, base_image, finish_and_check, run_incarnation,
+    Finish, JOB, Tally, Watermark, Workload, base_image, finish_and_check, measured_ops,
+    run_incarnation, with_context,
 };
 
 /// Reads the fuzzer's bytes as small numbers, yielding zeros once exhausted.
@@ -38,7 +39,8 @@ impl Bytes<'_> {
 /// cadence, the crash operation and loss model, and an optional second crash during the
 /// recovery; the reopened store must match the model (acknowledged groups present exactly
 /// once, no half group, progress within the watermark) and resume to the fault-free result.
-pub fn crash_resume(data: &[u8]) {
+/// Returns how many crashes the input caused (1 or 2: every input crashes).
+pub fn crash_resume(data: &[u8]) -> u64 {
     let mut b = Bytes(data);
     let records = 1 + u64::from(b.byte() % 24);
     let id_base = u64::from(b.u16());
@@ -58,35 +60,49 @@ pub fn crash_resume(data: &[u8]) {
     let snapshot_every = u64::from(b.byte() % 4);
     let keep = 1 + usize::from(b.byte() % 3);
     let w = Workload::new(groups, snapshot_every, keep);
-    let crash_at = 1 + u64::from(b.u16() % 400);
+    let base = base_image(&w);
+    // Crash points come from the run's measured op count, so every input crashes.
+    let total = measured_ops(&base, &w);
+    let crash_at = 1 + u64::from(b.u16()) % total;
     let model = LossModel::ALL[usize::from(b.byte()) % LossModel::ALL.len()];
     let loss_seed = u64::from(b.u32());
     let second = b.u16();
+    let context = |second_at: u64| {
+        format!(
+            "crash op {crash_at}/{total}, loss model {model:?}, seed {loss_seed}, second crash op {second_at}"
+        )
+    };
 
-    let disk = FaultDisk::from_image(base_image(&w));
+    let disk = FaultDisk::from_image(base);
     disk.arm(crash_at, Fault::Crash);
     let inc = run_incarnation(&disk, &w, false);
+    assert!(disk.crashed(), "[{}] the crash did not fire", context(0));
     let mut mark = Watermark::default();
     mark.after(&inc);
-    if !disk.crashed() {
-        assert!(inc.finished, "fault-free run failed: {:?}", inc.error);
-        return;
-    }
     let mut image = disk.crash_image(model, loss_seed);
+    let mut crashes = 1;
+    let mut second_at = 0;
     if second > 0 {
+        let total2 = measured_ops(&image, &w);
+        second_at = 1 + u64::from(second & 0xff) % total2;
         let disk2 = FaultDisk::from_image(image.clone());
-        disk2.arm(u64::from(second % 200) + 1, Fault::Crash);
+        disk2.arm(second_at, Fault::Crash);
         let inc2 = run_incarnation(&disk2, &w, false);
+        assert!(
+            disk2.crashed(),
+            "[{}] second crash did not fire",
+            context(second_at)
+        );
         mark.after(&inc2);
-        if disk2.crashed() {
-            let model2 = LossModel::ALL[usize::from(second >> 8) % LossModel::ALL.len()];
-            image = disk2.crash_image(model2, loss_seed.rotate_left(17));
-        } else {
-            assert!(inc2.finished, "resume failed: {:?}", inc2.error);
-            image = disk2.live_image();
-        }
+        crashes += 1;
+        let model2 = LossModel::ALL[usize::from(second >> 8) % LossModel::ALL.len()];
+        image = disk2.crash_image(model2, loss_seed.rotate_left(17));
     }
-    finish_and_check(image, &w, &mut mark, Finish::ResumeAndReopen);
+    with_context(
+        || context(second_at),
+        || finish_and_check(image, &w, &mut mark, Finish::ResumeAndReopen),
+    );
+    crashes
 }
 
 /// `codec_decode`: arbitrary bytes into every decoder. Never a panic; allocation limits are

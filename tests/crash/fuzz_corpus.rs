@@ -33,25 +33,46 @@ fn corpus(seed: u64, count: usize, max_len: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The committed corpus of a fuzz target (`fuzz/seeds/TARGET/`, the campaign's minimized
+/// corpus), empty if the directory is absent.
+fn committed_corpus(target: &str) -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    files.sort();
+    files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+}
+
 /// Inputs the fuzz campaigns saved as findings (none so far); each stays a regression test.
 const REGRESSIONS: &[(&str, &[u8])] = &[];
 
 #[test]
 fn crash_resume_body_over_seeded_corpus() {
-    let inputs = corpus(0x00C0_FFEE, 150 * scale() as usize, 24);
+    let mut inputs = corpus(0x00C0_FFEE, 150 * scale() as usize, 24);
+    inputs.extend(committed_corpus("crash_resume"));
+    let mut crashes = 0;
     for input in &inputs {
-        crash_resume(input);
+        crashes += crash_resume(input);
     }
     for (target, input) in REGRESSIONS.iter().filter(|(t, _)| *t == "crash_resume") {
         println!("regression input for {target}");
-        crash_resume(input);
+        crashes += crash_resume(input);
     }
-    println!("fuzz corpus: crash_resume: {} inputs passed", inputs.len());
+    assert!(crashes >= inputs.len() as u64, "every input crashes");
+    println!(
+        "fuzz corpus: crash_resume: {} inputs passed, {crashes} crashes (every input crashes once, those with a second crash twice)",
+        inputs.len()
+    );
 }
 
 #[test]
 fn codec_decode_body_over_seeded_corpus_never_panics() {
     let mut inputs = corpus(0x00DE_C0DE, 20_000 * scale() as usize, 96);
+    inputs.extend(committed_corpus("codec_decode"));
     // Valid encodings and every single-byte mutation of them.
     for seed in resumable::testing::decoders::decoder_seeds() {
         for i in 0..seed.len() {
@@ -75,7 +96,8 @@ fn codec_decode_body_over_seeded_corpus_never_panics() {
 
 #[test]
 fn store_open_body_over_seeded_corpus_never_panics_or_returns_wrong_data() {
-    let inputs = corpus(0x0005_707E, 300 * scale() as usize, 40);
+    let mut inputs = corpus(0x0005_707E, 300 * scale() as usize, 40);
+    inputs.extend(committed_corpus("store_open"));
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     for input in &inputs {
         let o = match store_open(input) {
@@ -94,6 +116,7 @@ fn store_open_body_over_seeded_corpus_never_panics_or_returns_wrong_data() {
 #[test]
 fn salvage_scan_body_over_seeded_corpus_finds_only_committed_segments() {
     let mut inputs = corpus(0x5A17_0A6E, 400 * scale() as usize, 48);
+    inputs.extend(committed_corpus("salvage_scan"));
     // Arbitrary bytes around real segments (odd first byte: scanned as they are).
     let image = crate::fuzz_bodies::good_store_image();
     for (k, chunk) in image.chunks(4096).enumerate().take(64) {

@@ -7,6 +7,11 @@
 //! - `acks`: a runner killed with SIGKILL: every durable commit is announced at least once;
 //! - `props`: proptest properties of crashing runs against the model;
 //! - `redo`: a crash sweep over `Store::redo`: all or nothing under every loss model;
+//! - `disk_faults`: read errors at every read, fsyncgate, a process kill then power loss;
+//! - `deferred`: deferred durability: what is lost is a suffix, nothing `is_durable` said;
+//! - `operator`: rewind, requeue, pin/unpin and compact crashed at every op;
+//! - `creation`: SIGKILL inside the creation of a new store, and two processes racing;
+//! - `runner_kills`: the multi-worker `Runner` with failures under SIGKILL;
 //! - `fuzz_corpus`: the bodies of the cargo-fuzz targets over a seeded corpus.
 //!
 //! Child processes re-execute this binary with `RESUMABLE_CRASH_CHILD` set; `child_entry`
@@ -15,10 +20,15 @@
 
 mod acks;
 mod bad_input;
+mod creation;
+mod deferred;
+mod disk_faults;
 mod fuzz_bodies;
 mod fuzz_corpus;
 mod model;
+mod operator;
 mod props;
 mod redo;
+mod runner_kills;
 mod sigkill;
 mod sweep;

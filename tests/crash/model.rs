@@ -476,3 +476,29 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
 pub fn scale() -> u64 {
     env_u64("RESUMABLE_CRASH_SCALE", 1).max(1)
 }
+
+/// Runs `f`; if it panics, panics again with `context` (crash op, loss model, seed, second
+/// crash op: what replays the case) in front of the original message.
+pub fn with_context<T>(context: impl FnOnce() -> String, f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            panic!("[{}] {msg}", context());
+        }
+    }
+}
+
+/// Mutating operations of a fault-free incarnation of `w` from `image` (a fresh run, or the
+/// recovery of a crash image): the range crash points are drawn from.
+#[must_use]
+pub fn measured_ops(image: &[u8], w: &Workload) -> u64 {
+    let disk = FaultDisk::from_image(image.to_vec());
+    let inc = run_incarnation(&disk, w, false);
+    assert!(inc.finished, "fault-free run failed: {:?}", inc.error);
+    disk.ops()
+}

@@ -8,15 +8,17 @@
 //! older snapshot (or a replay from empty) with the correct state, reported by `verify`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 use redb::ReadableTable;
 use resumable::testing::{Fault, FaultDisk, LossModel};
 use resumable::{JobState, StoreOptions};
 
 use crate::model::{
-    Finish, JOB, Tally, Watermark, Workload, base_image, finish_and_check, output_of,
-    run_incarnation,
+    Finish, JOB, Tally, Watermark, Workload, base_image, finish_and_check, measured_ops, output_of,
+    run_incarnation, with_context,
 };
 
 fn config() -> ProptestConfig {
@@ -58,36 +60,77 @@ fn model() -> impl Strategy<Value = LossModel> {
     (0..LossModel::ALL.len()).prop_map(|i| LossModel::ALL[i])
 }
 
-/// Crashes a fresh run of `w` at `at_op`; returns the image and the watermark.
-fn crash(w: &Workload, at_op: u64, model: LossModel, seed: u64) -> Option<(Vec<u8>, Watermark)> {
-    let disk = FaultDisk::from_image(base_image(w));
+/// Crashes a fresh run of `w` at the op `at` (a fraction) of its measured op count; returns
+/// the image, the watermark and the replay context. Every case crashes.
+fn crash(w: &Workload, at: f64, model: LossModel, seed: u64) -> (Vec<u8>, Watermark, String) {
+    let base = base_image(w);
+    let total = measured_ops(&base, w);
+    let at_op = op_at(at, total);
+    let context = format!("crash op {at_op}/{total}, loss model {model:?}, seed {seed}");
+    let disk = FaultDisk::from_image(base);
     disk.arm(at_op, Fault::Crash);
     let inc = run_incarnation(&disk, w, false);
-    if !disk.crashed() {
-        return None;
-    }
+    assert!(disk.crashed(), "[{context}] the crash did not fire");
     let mut mark = Watermark::default();
     mark.after(&inc);
-    Some((disk.crash_image(model, seed), mark))
+    (disk.crash_image(model, seed), mark, context)
 }
 
-proptest! {
-    #![proptest_config(config())]
+/// The op at fraction `at` of `total` ops, in `1..=total`.
+#[allow(
+    clippy::cast_sign_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_precision_loss
+)]
+fn op_at(at: f64, total: u64) -> u64 {
+    (1 + (at * total as f64) as u64).min(total)
+}
 
-    #[test]
-    fn crashing_run_resumed_equals_the_fault_free_run(
-        w in workload(), at_op in 1u64..120, m in model(), seed in any::<u64>()
-    ) {
-        if let Some((image, mut mark)) = crash(&w, at_op, m, seed) {
-            finish_and_check(image, &w, &mut mark, Finish::ResumeAndReopen);
-        }
+/// Runs a crashing property over `config().cases` cases and prints how many crashes ran
+/// (each case's body returns its crash count; a case that did not crash counts nothing).
+fn run_crashing<S: Strategy>(
+    name: &str,
+    strategy: &S,
+    body: impl Fn(S::Value) -> Result<u64, TestCaseError>,
+) {
+    let crashes = std::sync::atomic::AtomicU64::new(0);
+    let cases = config().cases;
+    let mut runner = proptest::test_runner::TestRunner::new(config());
+    let result = runner.run(strategy, |v| {
+        let n = body(v)?;
+        crashes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{name}: {e}");
     }
+    let crashes = crashes.into_inner();
+    assert!(crashes >= u64::from(cases), "{name}: a case did not crash");
+    println!(
+        "property {name}: {cases} cases, {crashes} crashes (points drawn from each run's measured op count)"
+    );
+}
 
-    #[test]
-    fn exactly_once_as_a_multiset(
-        w in workload(), at_op in 1u64..120, m in model(), seed in any::<u64>()
-    ) {
-        let Some((image, mark)) = crash(&w, at_op, m, seed) else { return Ok(()) };
+fn crash_case() -> impl Strategy<Value = (Workload, f64, LossModel, u64)> {
+    (workload(), 0.0f64..1.0, model(), any::<u64>())
+}
+
+#[test]
+fn crashing_run_resumed_equals_the_fault_free_run() {
+    run_crashing("resumed = fault-free", &crash_case(), |(w, at, m, seed)| {
+        let (image, mut mark, context) = crash(&w, at, m, seed);
+        with_context(
+            || context,
+            || finish_and_check(image, &w, &mut mark, Finish::ResumeAndReopen),
+        );
+        Ok(1)
+    });
+}
+
+#[test]
+fn exactly_once_as_a_multiset() {
+    run_crashing("exactly once", &crash_case(), |(w, at, m, seed)| {
+        let (image, mark, context) = crash(&w, at, m, seed);
         let disk = FaultDisk::from_image(image);
         let store = StoreOptions::new().open_on(&disk).unwrap();
         let job = store.job::<Tally>(JOB, w.options()).unwrap();
@@ -100,44 +143,104 @@ proptest! {
         }
         let acked: Vec<u64> = w.groups[..mark.acked].iter().flatten().copied().collect();
         let all: Vec<u64> = w.groups.iter().flatten().copied().collect();
-        let lost: Vec<u64> = acked.iter().filter(|id| !seen.contains_key(id)).copied().collect();
-        let duplicated: Vec<u64> = seen.iter().filter(|(_, n)| **n > 1).map(|(id, _)| *id).collect();
-        let unexpected: Vec<u64> = seen.keys().filter(|id| !all.contains(id)).copied().collect();
-        prop_assert!(lost.is_empty(), "lost acknowledged records: {:?}", lost);
-        prop_assert!(duplicated.is_empty(), "duplicated records: {:?}", duplicated);
-        prop_assert!(unexpected.is_empty(), "unexpected records: {:?}", unexpected);
-        prop_assert_eq!(job.state().count, seen.len() as u64, "state applied a record other than once");
-    }
+        let lost: Vec<u64> = acked
+            .iter()
+            .filter(|id| !seen.contains_key(id))
+            .copied()
+            .collect();
+        let duplicated: Vec<u64> = seen
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(id, _)| *id)
+            .collect();
+        let unexpected: Vec<u64> = seen
+            .keys()
+            .filter(|id| !all.contains(id))
+            .copied()
+            .collect();
+        prop_assert!(
+            lost.is_empty(),
+            "[{}] lost acknowledged records: {:?}",
+            context,
+            lost
+        );
+        prop_assert!(
+            duplicated.is_empty(),
+            "[{}] duplicated records: {:?}",
+            context,
+            duplicated
+        );
+        prop_assert!(
+            unexpected.is_empty(),
+            "[{}] unexpected records: {:?}",
+            context,
+            unexpected
+        );
+        prop_assert_eq!(
+            job.state().count,
+            seen.len() as u64,
+            "[{}] state applied a record other than once",
+            context
+        );
+        Ok(1)
+    });
+}
 
-    #[test]
-    fn output_and_done_mark_are_atomic(
-        w in workload(), at_op in 1u64..120, m in model(), seed in any::<u64>()
-    ) {
-        let Some((image, mut mark)) = crash(&w, at_op, m, seed) else { return Ok(()) };
-        // `observe` checks outputs == done marks == a prefix of whole groups, and the state.
-        finish_and_check(image, &w, &mut mark, Finish::Observe);
-    }
+#[test]
+fn output_and_done_mark_are_atomic() {
+    run_crashing(
+        "atomic output + done mark",
+        &crash_case(),
+        |(w, at, m, seed)| {
+            let (image, mut mark, context) = crash(&w, at, m, seed);
+            // `observe` checks outputs == done marks == a prefix of whole groups, and the state.
+            with_context(
+                || context,
+                || finish_and_check(image, &w, &mut mark, Finish::Observe),
+            );
+            Ok(1)
+        },
+    );
+}
 
-    #[test]
-    fn progress_is_monotone_across_repeated_crashes(
-        w in workload(), crashes in proptest::collection::vec((1u64..60, 0usize..6, any::<u64>()), 1..4)
-    ) {
+#[test]
+fn progress_is_monotone_across_repeated_crashes() {
+    let strategy = (
+        workload(),
+        proptest::collection::vec((0.0f64..1.0, 0usize..6, any::<u64>()), 1..4),
+    );
+    run_crashing("monotone progress", &strategy, |(w, crashes)| {
         let mut image = base_image(&w);
         let mut mark = Watermark::default();
-        for (at_op, m, seed) in crashes {
+        let mut context = String::new();
+        let mut crashed = 0;
+        for (at, m, seed) in crashes {
+            // Each crash point is drawn from this incarnation's own measured op count.
+            let total = measured_ops(&image, &w);
+            let at_op = op_at(at, total);
+            let _ = write!(
+                context,
+                "crash op {at_op}/{total}, loss model {:?}, seed {seed}; ",
+                LossModel::ALL[m]
+            );
             let disk = FaultDisk::from_image(image.clone());
             disk.arm(at_op, Fault::Crash);
             let inc = run_incarnation(&disk, &w, false);
-            mark.after(&inc);
-            if !disk.crashed() {
-                prop_assert!(inc.finished);
-                image = disk.live_image();
-                break;
-            }
+            prop_assert!(disk.crashed(), "[{}] did not crash", context);
+            crashed += 1;
+            with_context(|| context.clone(), || mark.after(&inc));
             image = disk.crash_image(LossModel::ALL[m], seed);
         }
-        finish_and_check(image, &w, &mut mark, Finish::Resume);
-    }
+        with_context(
+            || context,
+            || finish_and_check(image, &w, &mut mark, Finish::Resume),
+        );
+        Ok(crashed)
+    });
+}
+
+proptest! {
+    #![proptest_config(config())]
 
     #[test]
     fn resuming_a_finished_job_is_idempotent(w in workload()) {

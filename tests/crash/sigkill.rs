@@ -1,7 +1,7 @@
 //! SIGKILL campaign: a child process (this test binary re-executed with
 //! `RESUMABLE_CRASH_CHILD=sigkill:PATH`) runs a job on a real store file with real fsyncs,
-//! committing groups of 1 to 4 records durably and printing `ACK <groups>` after each commit
-//! returns; the parent kills it with SIGKILL (`Child::kill`) after a random delay, restarts
+//! committing groups of 1 to 4 records durably and printing `BEGIN <group>` before and `ACK <groups>`
+//! after each commit; the parent kills it with SIGKILL (`Child::kill`) after a random delay, restarts
 //! it, and repeats until the child prints `DONE`, over as many jobs as it takes to reach the
 //! kill target.
 //!
@@ -10,7 +10,9 @@
 //! (REDB-NOTES 4.4), and at the end of each job that every record is present exactly once
 //! with its output, the state equals the fault-free fold, and `verify` passes.
 //! `RESUMABLE_SIGKILL_KILLS` (default 1,000 x `RESUMABLE_CRASH_SCALE`) sets the target and
-//! `RESUMABLE_SIGKILL_SEED` replays a campaign; the seed is printed.
+//! `RESUMABLE_SIGKILL_SEED` replays a campaign; the seed is printed. Each kill is classified
+//! by the child's last progress line (before the job was open, during a commit, between
+//! commits, after `DONE`), and most must land in the work.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -43,6 +45,7 @@ pub fn child(path: &str) {
     assert_eq!(job.state(), w.state_after(start), "child: resumed state");
     println!("START {start}");
     for (g, group) in w.groups.iter().enumerate().skip(start) {
+        println!("BEGIN {}", g + 1);
         let receipt = job
             .commit(group.iter().map(|&id| (id, output_of(id))))
             .expect("child: commit")
@@ -54,6 +57,49 @@ pub fn child(path: &str) {
         job.complete().expect("child: complete");
     }
     println!("DONE");
+}
+
+/// Where the kills of a campaign landed, from the child's own progress lines.
+#[derive(Debug, Default)]
+pub struct Landed {
+    /// Before the child printed `START`: exec, store open, recovery, job open.
+    pub starting: u64,
+    /// After `BEGIN` (a commit was in progress).
+    pub during_commit: u64,
+    /// After `START` or an `ACK`, outside a commit.
+    pub between_commits: u64,
+    /// After `START`, where no line tells whether a commit was running (a `Runner`, whose
+    /// commits overlap its workers).
+    pub working: u64,
+    /// After the child printed `DONE`, before it exited.
+    pub after_done: u64,
+}
+
+impl Landed {
+    fn total(&self) -> u64 {
+        self.starting + self.during_commit + self.between_commits + self.working + self.after_done
+    }
+
+    /// Most kills must land while the child works (opening, recovering or committing is
+    /// all work; only a kill before `START` or after `DONE` is not a kill in the work).
+    pub fn assert_mostly_during_work(&self, seed: u64) {
+        let work = self.during_commit + self.between_commits + self.working;
+        assert!(
+            work * 2 > self.total(),
+            "seed {seed}: only {work} of {} kills landed in the work ({self})",
+            self.total()
+        );
+    }
+}
+
+impl std::fmt::Display for Landed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "landed: {} before the job was open (start-up, open, recovery), {} during a commit, {} between commits, {} in the work (commit or not unknown), {} after DONE",
+            self.starting, self.during_commit, self.between_commits, self.working, self.after_done
+        )
+    }
 }
 
 /// A splitmix64 generator; the campaigns print their seed.
@@ -83,6 +129,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record_and_applies_each_once(
     let w = workload();
     let started = Instant::now();
     let (mut kills, mut jobs, mut unacked_landed) = (0u64, 0u64, 0u64);
+    let mut landed = Landed::default();
     while kills < target {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("killed.redb");
@@ -92,6 +139,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record_and_applies_each_once(
                 .args([
                     "--exact",
                     "bad_input::child_entry",
+                    "--include-ignored",
                     "--nocapture",
                     "--test-threads=1",
                 ])
@@ -112,11 +160,23 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record_and_applies_each_once(
                     }
                 }
             });
-            // Kill after up to 25 ms: from the exec through the open, recovery and commits.
+            // Kill after up to 25 ms: one incarnation in four counts from the exec (kills
+            // in the start-up, open and recovery), the others from the child's `START`
+            // line (kills in the work: between and during commits).
             let delay = Duration::from_micros(rng.below(25_000));
-            let deadline = Instant::now() + delay;
             let mut done = false;
             let mut lines = Vec::new();
+            if rng.below(4) != 0 {
+                while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+                    let start = line.contains("START ");
+                    done |= line.ends_with("DONE");
+                    lines.push(line);
+                    if start || done {
+                        break;
+                    }
+                }
+            }
+            let deadline = Instant::now() + delay;
             while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
             {
                 done |= line.ends_with("DONE");
@@ -130,6 +190,21 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record_and_applies_each_once(
             let status = child.wait().unwrap();
             reader.join().unwrap();
             lines.extend(rx.try_iter());
+            if killed {
+                // Where the kill landed: the child's last progress line says.
+                let last = lines.iter().rev().find(|l| {
+                    l.contains("START ")
+                        || l.contains("BEGIN ")
+                        || l.contains("ACK ")
+                        || l.ends_with("DONE")
+                });
+                match last {
+                    None => landed.starting += 1,
+                    Some(l) if l.contains("BEGIN ") => landed.during_commit += 1,
+                    Some(l) if l.ends_with("DONE") => landed.after_done += 1,
+                    Some(_) => landed.between_commits += 1,
+                }
+            }
             for line in &lines {
                 // libtest prints "test ... " without a newline before the child's first line.
                 if let Some((_, start)) = line.split_once("START ") {
@@ -173,8 +248,9 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record_and_applies_each_once(
         jobs += 1;
     }
     println!(
-        "sigkill campaign: {kills} kills over {jobs} jobs of {RECORDS} records; the unacknowledged \
+        "sigkill campaign: {kills} kills over {jobs} jobs of {RECORDS} records ({landed}); the unacknowledged \
          in-flight group had landed at {unacked_landed} restarts; 0 lost, 0 duplicated; {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    landed.assert_mostly_during_work(seed);
 }

@@ -25,7 +25,7 @@ use resumable::testing::{Fault, FaultDisk, LossModel};
 
 use crate::model::{
     Finish, Watermark, Workload, base_image, check_final, finish_and_check, is_storage_error,
-    run_incarnation, scale,
+    run_incarnation, scale, with_context,
 };
 
 /// Records in the swept job. About 8 backend operations per group commit.
@@ -49,6 +49,10 @@ struct SweepCounts {
     double: u64,
     landed: u64,
     observed_lost: u64,
+    /// Every prefix of the pending writes, one image each.
+    prefixes: u64,
+    /// Every subset of the pending writes (where at most 10 pend), one image each.
+    subsets: u64,
 }
 
 impl SweepCounts {
@@ -57,6 +61,8 @@ impl SweepCounts {
         self.double += o.double;
         self.landed += o.landed;
         self.observed_lost += o.observed_lost;
+        self.prefixes += o.prefixes;
+        self.subsets += o.subsets;
     }
 }
 
@@ -71,6 +77,38 @@ fn sweep_op(base: &[u8], w: &Workload, at_op: u64, dense: u64, stride: u64) -> S
     assert!(disk.crashed(), "crash at op {at_op} did not fire");
     let mut mark = Watermark::default();
     mark.after(&inc);
+    // Every outcome of the pending writes that a prefix keeps, and, where at most 10 pend,
+    // every subset (the random draws below add torn writes).
+    let pending = disk.pending_ops();
+    for kept in 0..=pending {
+        let mut m2 = mark;
+        with_context(
+            || {
+                format!(
+                    "crash op {at_op}, loss model Prefix keeping {kept} of {pending}, no second crash"
+                )
+            },
+            || finish_and_check(disk.crash_image_prefix(kept), w, &mut m2, Finish::Observe),
+        );
+        c.prefixes += 1;
+    }
+    if pending <= 10 {
+        for mask in 0..1u64 << pending {
+            if (mask + 1).is_power_of_two() {
+                continue; // a prefix, checked above
+            }
+            let mut m2 = mark;
+            with_context(
+                || {
+                    format!(
+                        "crash op {at_op}, loss model Subset mask {mask:#b} of {pending}, no second crash"
+                    )
+                },
+                || finish_and_check(disk.crash_image_subset(mask), w, &mut m2, Finish::Observe),
+            );
+            c.subsets += 1;
+        }
+    }
     for (m, model) in LossModel::ALL.into_iter().enumerate() {
         let seed = at_op * 8 + m as u64;
         let image = disk.crash_image(model, seed);
@@ -82,7 +120,10 @@ fn sweep_op(base: &[u8], w: &Workload, at_op: u64, dense: u64, stride: u64) -> S
         } else {
             Finish::Resume
         };
-        finish_and_check(image.clone(), w, &mut single_mark, finish);
+        with_context(
+            || format!("crash op {at_op}, loss model {model:?}, seed {seed}, no second crash"),
+            || finish_and_check(image.clone(), w, &mut single_mark, finish),
+        );
         c.landed += single_mark.in_flight_landed;
         c.single += 1;
 
@@ -96,7 +137,14 @@ fn sweep_op(base: &[u8], w: &Workload, at_op: u64, dense: u64, stride: u64) -> S
                 break;
             }
             let mut mark2 = mark;
-            mark2.after(&inc2);
+            with_context(
+                || {
+                    format!(
+                        "crash op {at_op}, loss model {model:?}, seed {seed}, second crash op {j}"
+                    )
+                },
+                || mark2.after(&inc2),
+            );
             // A different loss model for the second crash than for the first.
             let model2 = LossModel::ALL[(m + j as usize) % LossModel::ALL.len()];
             let image2 = disk2.crash_image(model2, seed ^ (j << 32));
@@ -107,7 +155,15 @@ fn sweep_op(base: &[u8], w: &Workload, at_op: u64, dense: u64, stride: u64) -> S
             } else {
                 Finish::Observe
             };
-            finish_and_check(image2, w, &mut mark2, finish);
+            with_context(
+                || {
+                    format!(
+                        "crash op {at_op}, loss model {model:?}, seed {seed}, second crash op {j} under {model2:?} seed {}",
+                        seed ^ (j << 32)
+                    )
+                },
+                || finish_and_check(image2, w, &mut mark2, finish),
+            );
             c.observed_lost += mark2.observed_then_lost;
             c.double += 1;
             if j >= dense && stride == 0 {
@@ -152,7 +208,9 @@ fn crash_at_every_op_under_every_loss_model_then_again_during_recovery() {
     let c = *totals.lock().unwrap();
     println!(
         "crash sweep: {} records in {} groups, {total_ops} ops per run, {} KiB image; {} crash points \
-         ({} single = {total_ops} ops x {} loss models, {} double crashes during recovery); \
+         ({} single = {total_ops} ops x {} loss models, {} double crashes during recovery), \
+         plus {} enumerated prefix images and {} enumerated subset images (every outcome where \
+         at most 10 writes pend); \
          in-flight group landed in {} single cases; {} double cases lost an unacknowledged \
          group seen after the first reopen (allowed: not durable by contract); {:.1} s on {threads} threads",
         w.records(),
@@ -162,6 +220,8 @@ fn crash_at_every_op_under_every_loss_model_then_again_during_recovery() {
         c.single,
         LossModel::ALL.len(),
         c.double,
+        c.prefixes,
+        c.subsets,
         c.landed,
         c.observed_lost,
         started.elapsed().as_secs_f64()
