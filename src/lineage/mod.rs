@@ -37,12 +37,12 @@ impl RedoRecord {
     /// Number of outputs removed.
     #[must_use]
     pub fn output_count(&self) -> u64 {
-        self.outputs.iter().map(|(s, e)| e - s).sum()
+        range_count(&self.outputs)
     }
 
     /// Ids whose outputs were removed, ascending.
     pub fn output_ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.outputs.iter().flat_map(|&(s, e)| s..e)
+        range_ids(&self.outputs)
     }
 }
 
@@ -194,12 +194,12 @@ impl LineageEntry {
     /// Number of outputs this commit stored.
     #[must_use]
     pub fn output_count(&self) -> u64 {
-        self.outputs.iter().map(|(s, e)| e - s).sum()
+        range_count(&self.outputs)
     }
 
     /// The output ids in fold order.
     pub fn output_ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.outputs.iter().flat_map(|&(s, e)| s..e)
+        range_ids(&self.outputs)
     }
 
     /// Every id this commit made done: its outputs, then its dead letters.
@@ -280,6 +280,16 @@ pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Ids in half-open `(start, end)` ranges.
+fn range_count(ranges: &[(u64, u64)]) -> u64 {
+    ranges.iter().map(|(s, e)| e - s).sum()
+}
+
+/// The ids of half-open `(start, end)` ranges, in order.
+fn range_ids(ranges: &[(u64, u64)]) -> impl Iterator<Item = u64> + '_ {
+    ranges.iter().flat_map(|&(s, e)| s..e)
 }
 
 #[cfg(test)]

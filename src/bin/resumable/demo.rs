@@ -18,7 +18,8 @@ use serde::Serialize;
 use crate::failure::CannotOpen;
 use crate::output::{self, JsonFlag, Out, count};
 
-const LONG_ABOUT: &str = "\
+const LONG_ABOUT: &str = concat!(
+    "\
 Run the built-in demo job on STORE through the parallel runner: each record is a generated
 line of text (deterministic in the record id and --seed) that a worker tokenizes, counts
 and digests, burning about --cost-us microseconds of CPU. One committer thread commits the
@@ -31,15 +32,9 @@ makes a deterministic share P of attempts fail transiently (they are retried) an
 records fail on every attempt (they end as dead letters; see `resumable dead-letters`).
 --seed is recorded with the job: resuming with another seed is refused.
 
-Shards (docs/SCALE.md): --shard I/N runs shard I of N (0-based) of the job, or --shards N
-with the index from the scheduler (JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID,
-AWS_BATCH_JOB_ARRAY_INDEX, CLOUD_RUN_TASK_INDEX; --shard wins). STORE is then a directory
-(created 0700) and the shard's store is STORE/shard-IIIII-of-NNNNN.redb; the shard
-processes only its contiguous id range [I*total/N, (I+1)*total/N), and records_total is
-that range's size. The shard spec and the input are recorded in the shard's store: a rerun
-with another N, range or input is refused (exit 1). `resumable status|verify|export STORE`
-read the directory as one job.
-
+",
+    crate::shards::shards_help!(),
+    "
 On a terminal it shows a progress bar (done, rate, ETA, records at risk: settled but not
 yet durable); at the end it prints a summary.
 
@@ -57,7 +52,8 @@ demo's processing (same --seed) and compares each output with the stored one, by
 byte, changing nothing; exit 0 when all match, 1 when any differs or fails. --json then
 prints {\"checked\": N, \"matched\": N, \"differed\": N, \"failed\": N,
 \"first_differences\": [{\"id\": N, \"stored\": JSON, \"recomputed\": JSON}],
-\"first_failures\": [[ID, S]]}.";
+\"first_failures\": [[ID, S]]}."
+);
 
 /// Run the built-in demo job (creates STORE, or resumes it).
 #[derive(clap::Args, Debug)]

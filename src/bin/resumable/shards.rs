@@ -22,6 +22,23 @@ use crate::export::{Decoder, Format, LineWriter};
 use crate::open::{self, JobArgs};
 use crate::output::{self, Out, count, num};
 
+/// The `--help` paragraph on shards that `demo` and `run` share (a macro, so `concat!` can
+/// put it inside their help texts).
+macro_rules! shards_help {
+    () => {
+        "Shards (docs/SCALE.md): --shard I/N runs shard I of N (0-based) of the job, or --shards N
+with the index from the scheduler (JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID,
+AWS_BATCH_JOB_ARRAY_INDEX, CLOUD_RUN_TASK_INDEX; --shard wins). STORE is then a directory
+(created 0700) and the shard's store is STORE/shard-IIIII-of-NNNNN.redb; the shard
+processes only its contiguous id range [I*total/N, (I+1)*total/N), and records_total is
+that range's size. The shard spec and the input are recorded in the shard's store: a rerun
+with another N, range or input is refused (exit 1). `resumable status|verify|export STORE`
+read the directory as one job.
+"
+    };
+}
+pub(crate) use shards_help;
+
 /// `--shard` and `--shards` of the job-running commands (flattened into their `Args`).
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub(crate) struct ShardRunArgs {

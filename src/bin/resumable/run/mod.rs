@@ -33,7 +33,8 @@ use crate::{EXIT_PROBLEM, EXIT_RETRY, EXIT_USAGE};
 use pool::{Answer, Pool, PoolConfig};
 pub(crate) use protocol::Protocol;
 
-const LONG_ABOUT: &str = "\
+const LONG_ABOUT: &str = concat!(
+    "\
 Run every record of the input files through COMMAND, exactly once, storing each answer in
 STORE (created if absent, resumed otherwise). Kill it at any moment and run the same
 command again: it continues from the last durable commit, reading only what is left.
@@ -76,15 +77,9 @@ another order is refused (exit 1) naming the file. Standard input and pipes cann
 inputs (a rerun could not read them again). The command is not part of the job: fixing a
 script and rerunning continues with the new script.
 
-Shards (docs/SCALE.md): --shard I/N runs shard I of N (0-based) of the job, or --shards N
-with the index from the scheduler (JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID,
-AWS_BATCH_JOB_ARRAY_INDEX, CLOUD_RUN_TASK_INDEX; --shard wins). STORE is then a directory
-(created 0700) and the shard's store is STORE/shard-IIIII-of-NNNNN.redb; the shard
-processes only its contiguous id range [I*total/N, (I+1)*total/N), and records_total is
-that range's size. The shard spec and the input are recorded in the shard's store: a rerun
-with another N, range or input is refused (exit 1). `resumable status|verify|export STORE`
-read the directory as one job.
-
+",
+    crate::shards::shards_help!(),
+    "
 Ctrl-C or SIGTERM stops cleanly: records in flight are committed durably, the job is
 paused, exit 75; a second one quits at once (the next run resumes either way).
 
@@ -101,7 +96,8 @@ found or not executable, an input that is not a regular file).
    \"input_scanned\": B, \"elapsed_ms\": N, \"records_per_s\": F}
 processed counts records settled by this run (outputs and dead letters); skipped, records
 already done before it; input_scanned, whether the input was read whole (a new job)
-rather than through its recorded index.";
+rather than through its recorded index."
+);
 
 /// Run every record of input files through a command, exactly once.
 #[derive(clap::Args, Debug)]
