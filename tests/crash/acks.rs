@@ -198,8 +198,10 @@ fn every_durable_commit_is_announced_at_least_once_in_order_across_kills() {
                 "seed {seed}: child died on its own: {status:?} after {lines:?}"
             );
         }
-        // Every durable commit of the finished job was announced, with its records.
-        let store = StoreOptions::new().read_only(true).open(&path).unwrap();
+        // Every durable commit of the finished job was announced, with its records. A kill
+        // can land after DONE and before the store was closed: open read-write, which runs
+        // the recovery a read-only open refuses to.
+        let store = StoreOptions::new().create(false).open(&path).unwrap();
         let status = store.status("acks").unwrap();
         assert_eq!(status.records_done, RECORDS);
         let lineage = store.lineage("acks", 1, usize::MAX).unwrap();
