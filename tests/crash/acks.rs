@@ -12,17 +12,14 @@
 //! `RESUMABLE_ACK_SEED` replays a campaign; the seed is printed.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use resumable::{
     CommitPolicy, Discard, IdSource, JobOptions, ProcessError, Runner, Store, StoreOptions,
 };
 
 use crate::model::{env_u64, scale};
-use crate::sigkill::{Landed, Rng};
+use crate::sigkill::{Incarnation, Landed, Rng, incarnation};
 
 const RECORDS: u64 = 2_000;
 
@@ -87,55 +84,18 @@ fn every_durable_commit_is_announced_at_least_once_in_order_across_kills() {
         loop {
             incarnations += 1;
             assert!(incarnations < 10_000, "seed {seed}: the job never finished");
-            let mut child = Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "bad_input::child_entry",
-                    "--include-ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("RESUMABLE_CRASH_CHILD", format!("acks:{}", path.display()))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let stdout = child.stdout.take().unwrap();
-            let (tx, rx) = mpsc::channel();
-            let reader = std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-            // One incarnation in four counts the delay from the exec, the others from the
-            // child's `START` line, so most kills land in the runner's work.
-            let delay = Duration::from_micros(rng.below(60_000));
-            let mut lines = Vec::new();
-            if rng.below(4) != 0 {
-                while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
-                    let start = line.ends_with("START") || line.contains("DONE ");
-                    lines.push(line);
-                    if start {
-                        break;
-                    }
-                }
-            }
-            let deadline = Instant::now() + delay;
-            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                lines.push(line);
-            }
-            let done_early = lines.iter().any(|l| l.contains("DONE "));
-            let killed = !done_early && child.try_wait().unwrap().is_none();
-            if killed {
-                child.kill().unwrap();
-                kills += 1;
-            }
-            let status = child.wait().unwrap();
-            reader.join().unwrap();
-            lines.extend(rx.try_iter());
+            let Incarnation {
+                lines,
+                killed,
+                status,
+            } = incarnation(
+                &format!("acks:{}", path.display()),
+                &mut rng,
+                60_000,
+                |l| l.ends_with("START") || l.contains("DONE "),
+                |l| l.contains("DONE "),
+            );
+            kills += u64::from(killed);
             if killed {
                 if lines.iter().any(|l| l.contains("DONE ")) {
                     landed.after_done += 1;

@@ -12,9 +12,6 @@
 //! `RESUMABLE_RUNNER_SEED` replays a campaign; the seed is printed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use resumable::{
@@ -23,7 +20,7 @@ use resumable::{
 };
 
 use crate::model::{env_u64, scale};
-use crate::sigkill::{Landed, Rng};
+use crate::sigkill::{Incarnation, Landed, Rng, incarnation};
 
 const RECORDS: u64 = 1_500;
 const JOB_NAME: &str = "runner";
@@ -153,56 +150,18 @@ fn runner_under_sigkill_keeps_every_acked_record_once_and_ends_exactly_once() {
         loop {
             incarnations += 1;
             assert!(incarnations < 10_000, "seed {seed}: the job never finished");
-            let mut child = Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "bad_input::child_entry",
-                    "--include-ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(
-                    "RESUMABLE_CRASH_CHILD",
-                    format!("runner:{}", path.display()),
-                )
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let stdout = child.stdout.take().unwrap();
-            let (tx, rx) = mpsc::channel();
-            let reader = std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-            let delay = Duration::from_micros(rng.below(80_000));
-            let mut lines = Vec::new();
-            if rng.below(4) != 0 {
-                while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
-                    let stop = line.ends_with("START") || line.ends_with("DONE");
-                    lines.push(line);
-                    if stop {
-                        break;
-                    }
-                }
-            }
-            let deadline = Instant::now() + delay;
-            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                lines.push(line);
-            }
-            let done_early = lines.iter().any(|l| l.ends_with("DONE"));
-            let killed = !done_early && child.try_wait().unwrap().is_none();
-            if killed {
-                child.kill().unwrap();
-                kills += 1;
-            }
-            let status = child.wait().unwrap();
-            reader.join().unwrap();
-            lines.extend(rx.try_iter());
+            let Incarnation {
+                lines,
+                killed,
+                status,
+            } = incarnation(
+                &format!("runner:{}", path.display()),
+                &mut rng,
+                80_000,
+                |l| l.ends_with("START") || l.ends_with("DONE"),
+                |l| l.ends_with("DONE"),
+            );
+            kills += u64::from(killed);
             let done = lines.iter().any(|l| l.ends_with("DONE"));
             if killed {
                 if done {

@@ -254,3 +254,75 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record_and_applies_each_once(
     );
     landed.assert_mostly_during_work(seed);
 }
+
+/// What one incarnation of a campaign's child process printed and how it ended.
+pub(crate) struct Incarnation {
+    /// Its stdout lines, all of them.
+    pub(crate) lines: Vec<String>,
+    /// Whether it was killed with SIGKILL (it had neither finished nor exited on its own).
+    pub(crate) killed: bool,
+    pub(crate) status: std::process::ExitStatus,
+}
+
+/// Runs one incarnation of the crash child `child` (`RESUMABLE_CRASH_CHILD`'s value) and
+/// kills it (SIGKILL) at a random moment: three times in four up to `max_delay_us` after
+/// the line that `started` accepts (so most kills land in its work), else that long after
+/// the exec; never once a line that `done` accepts was read.
+pub(crate) fn incarnation(
+    child: &str,
+    rng: &mut Rng,
+    max_delay_us: u64,
+    started: impl Fn(&str) -> bool,
+    done: impl Fn(&str) -> bool,
+) -> Incarnation {
+    let mut process = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "bad_input::child_entry",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("RESUMABLE_CRASH_CHILD", child)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = process.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let delay = Duration::from_micros(rng.below(max_delay_us));
+    let mut lines = Vec::new();
+    if rng.below(4) != 0 {
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+            let stop = started(&line);
+            lines.push(line);
+            if stop {
+                break;
+            }
+        }
+    }
+    let deadline = Instant::now() + delay;
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        lines.push(line);
+    }
+    let done_early = lines.iter().any(|l| done(l));
+    let killed = !done_early && process.try_wait().unwrap().is_none();
+    if killed {
+        process.kill().unwrap();
+    }
+    let status = process.wait().unwrap();
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+    Incarnation {
+        lines,
+        killed,
+        status,
+    }
+}
