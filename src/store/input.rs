@@ -46,7 +46,8 @@ pub(crate) struct StoredInput {
     pub offsets: Vec<(u32, u64)>,
 }
 
-fn table_name(job: &str) -> String {
+/// The name of the job's table (`fork` copies it with the job).
+pub(super) fn table_name(job: &str) -> String {
     format!("job.{job}.input")
 }
 

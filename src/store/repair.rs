@@ -245,12 +245,20 @@ impl Store {
                 }
             }
         }
-        // The job's type descriptions go with it, so the fork exports as the source does.
-        if let Some(from) = open_table_ro(&src, tables.types())? {
-            let mut to = txn.open_table(tables.types()).map_err(storage)?;
-            for item in from.iter().map_err(storage)? {
-                let (k, v) = item.map_err(storage)?;
-                to.insert(k.value(), v.value()).map_err(storage)?;
+        // The job's type descriptions, input record and shard spec go with it, so the fork
+        // exports, and resumes its input or shard, as the source does.
+        let (input, shard) = (super::input::table_name(job), super::shard::table_name(job));
+        for def in [
+            tables.types(),
+            redb::TableDefinition::new(&input),
+            redb::TableDefinition::new(&shard),
+        ] {
+            if let Some(from) = open_table_ro(&src, def)? {
+                let mut to = txn.open_table(def).map_err(storage)?;
+                for item in from.iter().map_err(storage)? {
+                    let (k, v) = item.map_err(storage)?;
+                    to.insert(k.value(), v.value()).map_err(storage)?;
+                }
             }
         }
         write_progress(&txn, &tables, &kept, &cut)?;
@@ -568,6 +576,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("s.redb")).unwrap();
         fill(&store, 100);
+        let shard = crate::store::StoredShard {
+            index: 1,
+            count: 4,
+            total: 400,
+            start: 100,
+            end: 200,
+            manifest: 7,
+        };
+        store.write_shard("j", &shard).unwrap();
         let before = store.status("j").unwrap();
         let g = store
             .snapshots("j")
@@ -588,6 +605,9 @@ mod tests {
 
         let forked = Store::open(&into).unwrap();
         assert_eq!(forked.status("j").unwrap().records_done, 60);
+        let spec = forked.job_shard("j").unwrap();
+        assert!(spec.is_some(), "the shard spec goes with the fork");
+        assert_eq!(spec, store.job_shard("j").unwrap());
         assert!(forked.verify_job("j").unwrap().is_ok());
         let job = forked.job::<Sum>("j", options()).unwrap();
         assert_eq!(job.state().0, expected_sum(0..60));

@@ -37,7 +37,8 @@ pub(crate) struct StoredShard {
     pub manifest: u64,
 }
 
-fn table_name(job: &str) -> String {
+/// The name of the job's table (`fork` copies it with the job).
+pub(super) fn table_name(job: &str) -> String {
     format!("job.{job}.shard")
 }
 
