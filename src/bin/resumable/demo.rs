@@ -336,7 +336,7 @@ fn run_job(
     let show_bar = std::io::stderr().is_terminal();
     let report = std::thread::scope(|scope| {
         if show_bar {
-            scope.spawn(|| progress(&stats, &running, total));
+            scope.spawn(|| output::progress(&stats, &running, total));
         }
         if let Some(m) = &metrics {
             scope.spawn(|| m.run(&stats, &running));
@@ -362,29 +362,6 @@ fn run_job(
         stats: report.stats,
         elapsed: started.elapsed(),
     })
-}
-
-/// Draws the progress bar on stderr until the run ends.
-fn progress(stats: &resumable::StatsHandle, running: &AtomicBool, total: u64) {
-    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:30.cyan/blue} {pos:>10}/{len} {percent:>3}% {msg}")
-    {
-        bar.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
-    }
-    while running.load(Ordering::SeqCst) {
-        let s = stats.stats();
-        bar.set_position(s.records_done.min(total));
-        let eta = s.eta.map_or_else(|| "?".to_owned(), output::duration);
-        bar.set_message(format!(
-            "{}/s  ETA {eta}  at risk {}",
-            count(output::whole(s.rate)),
-            count(s.records_at_risk)
-        ));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bar.finish_and_clear();
 }
 
 fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {

@@ -322,3 +322,32 @@ mod percent_tests {
         assert_eq!(super::percent(0, 0), "-");
     }
 }
+
+/// Draws the progress bar of a job-running command (`demo`, `run`) on stderr until
+/// `running` turns false: done of total, rate, ETA, records at risk and dead letters.
+pub(crate) fn progress(
+    stats: &resumable::StatsHandle,
+    running: &std::sync::atomic::AtomicBool,
+    total: u64,
+) {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:30.cyan/blue} {pos:>10}/{len} {percent:>3}% {msg}")
+    {
+        bar.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
+    }
+    while running.load(std::sync::atomic::Ordering::SeqCst) {
+        let s = stats.stats();
+        bar.set_position(s.records_done.min(total));
+        let eta = s.eta.map_or_else(|| "?".to_owned(), duration);
+        bar.set_message(format!(
+            "{}/s  ETA {eta}  at risk {}  dead {}",
+            count(whole(s.rate)),
+            count(s.records_at_risk),
+            count(s.dead_lettered)
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
+}
