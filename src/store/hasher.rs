@@ -59,6 +59,10 @@ impl Hasher {
     /// Starts hashing `segment[area..]` for commit `seq` on the hasher thread when the
     /// area is large enough for that to pay; otherwise says to hash inline.
     pub(crate) fn start(&mut self, seq: u64, segment: &Arc<Vec<u8>>, area: usize) -> OutputsHash {
+        #[cfg(test)]
+        if tests::probe_mode() != tests::PROBE_NORMAL {
+            return OutputsHash::Inline;
+        }
         if segment.len().saturating_sub(area) < HAND_OFF_BYTES || self.unavailable {
             return OutputsHash::Inline;
         }
@@ -81,6 +85,10 @@ impl Hasher {
     /// The outputs hash of `segment[area..]`: joined from the thread when it was handed
     /// off (hashed inline if the thread went away), else hashed now.
     pub(crate) fn finish(&self, how: &OutputsHash, segment: &[u8], area: usize) -> ChainHash {
+        #[cfg(test)]
+        if tests::probe_mode() == tests::PROBE_NO_HASH {
+            return ChainHash::Blake3([0; 32]);
+        }
         if let (OutputsHash::HandedOff(seq), Some(lane)) = (how, &self.lane) {
             // A hash left over from a commit whose write failed has an older seq: skip it.
             while let Ok((done, hash)) = lane.hashes.recv() {
@@ -117,8 +125,88 @@ fn spawn() -> Option<Lane> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
     use super::*;
+    use crate::{Discard, JobOptions, Store};
+
+    pub(crate) const PROBE_NORMAL: u8 = 0;
+    const PROBE_INLINE: u8 = 1;
+    pub(crate) const PROBE_NO_HASH: u8 = 2;
+    /// The probe's switch (only the ignored probe below sets it).
+    static PROBE: AtomicU8 = AtomicU8::new(PROBE_NORMAL);
+
+    pub(crate) fn probe_mode() -> u8 {
+        PROBE.load(Ordering::Relaxed)
+    }
+
+    /// This thread's CPU time in ns (Linux).
+    fn thread_cpu_ns() -> u64 {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+            .unwrap_or(0)
+    }
+
+    /// The cost of the outputs hash on the writer thread, in situ: 1 KiB outputs through
+    /// `Job::submit` at the default commit policy, with the hash handed off (as shipped),
+    /// inline on the writer thread, and (probe only, breaks the chain) not computed;
+    /// rounds alternate. Run alone:
+    /// `cargo test --release --lib -- --ignored --nocapture hash_cost_probe`.
+    #[test]
+    #[ignore = "a measurement, not a test; run it alone"]
+    fn hash_cost_probe() {
+        const RECORDS: u64 = 30_000;
+        let rounds: usize = std::env::var("PROBE_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(5);
+        let payload = vec![7u8; 1024];
+        let modes = [
+            (PROBE_NORMAL, "hand-off"),
+            (PROBE_INLINE, "inline"),
+            (PROBE_NO_HASH, "no hash"),
+        ];
+        let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+        let mut rate: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+        for round in 0..rounds {
+            for (m, &(mode, _)) in modes.iter().enumerate() {
+                PROBE.store(mode, Ordering::Relaxed);
+                let dir = tempfile::tempdir().expect("tempdir");
+                let store = Store::open(dir.path().join("p.redb")).expect("store");
+                let mut job = store
+                    .job::<Discard<Vec<u8>>>("p", JobOptions::new())
+                    .expect("job");
+                let (c0, t0) = (thread_cpu_ns(), std::time::Instant::now());
+                for id in 0..RECORDS {
+                    job.submit(id, payload.clone()).expect("submit");
+                }
+                job.flush().expect("flush");
+                let secs = t0.elapsed().as_secs_f64();
+                cpu[m].push((thread_cpu_ns() - c0) as f64 / 1000.0 / RECORDS as f64);
+                rate[m].push(RECORDS as f64 / secs);
+                println!(
+                    "round {round} {:>8}: {:.3} us CPU/record, {:.0} records/s",
+                    modes[m].1,
+                    cpu[m].last().copied().unwrap_or(0.0),
+                    rate[m].last().copied().unwrap_or(0.0)
+                );
+            }
+        }
+        PROBE.store(PROBE_NORMAL, Ordering::Relaxed);
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        for (m, &(_, name)) in modes.iter().enumerate() {
+            println!(
+                "median {name:>8}: {:.3} us CPU/record (writer thread), {:.0} records/s",
+                median(&mut cpu[m]),
+                median(&mut rate[m])
+            );
+        }
+    }
 
     #[test]
     fn handed_off_and_inline_hashes_agree() {
