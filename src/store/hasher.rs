@@ -10,8 +10,12 @@
 //! changes: the same bytes are hashed by the same function, only on another thread.
 //!
 //! Small groups are hashed inline (see [`HAND_OFF_BYTES`]): waking a thread and waiting
-//! for it costs more than their hash. The thread is started on the first large group and
-//! ends when the job's handle is dropped (its request channel closes).
+//! for it costs more than their hash. So is everything on a machine with fewer than
+//! [`HAND_OFF_MIN_CORES`] cores: measured on 2 loaded cores (docs/REDO.md), the hand-off
+//! cost 13% of the group throughput against hashing inline, because the hasher competes
+//! with the writer and the workers for the same cores and each join waits on a wake-up.
+//! The thread is started on the first large group and ends when the job's handle is
+//! dropped (its request channel closes).
 
 use std::sync::Arc;
 
@@ -22,6 +26,9 @@ use crate::lineage::ChainHash;
 /// Record areas at least this long (64 BLAKE3 chunks, about 12 µs of hashing) go to the
 /// hasher thread; a hand-off (a wake-up on each side) costs a few µs.
 pub(crate) const HAND_OFF_BYTES: usize = 64 << 10;
+
+/// Fewer cores than this: always hash inline (see the module docs).
+pub(crate) const HAND_OFF_MIN_CORES: usize = 4;
 
 /// One request: the segment, where its record area starts, and the commit it belongs to.
 type Request = (u64, Arc<Vec<u8>>, usize);
@@ -34,11 +41,21 @@ struct Lane {
 }
 
 /// A job's hasher: see the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Hasher {
     lane: Option<Lane>,
-    /// The thread could not be started: hash inline from then on.
+    /// Too few cores, or the thread could not be started: hash inline.
     unavailable: bool,
+}
+
+impl Default for Hasher {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Hasher {
+            lane: None,
+            unavailable: cores < HAND_OFF_MIN_CORES,
+        }
+    }
 }
 
 /// A commit's outputs hash: being computed on the hasher thread, or to compute inline.
@@ -60,8 +77,10 @@ impl Hasher {
     /// area is large enough for that to pay; otherwise says to hash inline.
     pub(crate) fn start(&mut self, seq: u64, segment: &Arc<Vec<u8>>, area: usize) -> OutputsHash {
         #[cfg(test)]
-        if tests::probe_mode() != tests::PROBE_NORMAL {
-            return OutputsHash::Inline;
+        match tests::probe_mode() {
+            tests::PROBE_HAND_OFF => self.unavailable = false,
+            tests::PROBE_NORMAL => {}
+            _ => return OutputsHash::Inline,
         }
         if segment.len().saturating_sub(area) < HAND_OFF_BYTES || self.unavailable {
             return OutputsHash::Inline;
@@ -134,6 +153,8 @@ pub(crate) mod tests {
     pub(crate) const PROBE_NORMAL: u8 = 0;
     const PROBE_INLINE: u8 = 1;
     pub(crate) const PROBE_NO_HASH: u8 = 2;
+    /// Hand off whatever the machine's cores.
+    pub(crate) const PROBE_HAND_OFF: u8 = 3;
     /// The probe's switch (only the ignored probe below sets it).
     static PROBE: AtomicU8 = AtomicU8::new(PROBE_NORMAL);
 
@@ -164,7 +185,7 @@ pub(crate) mod tests {
             .unwrap_or(5);
         let payload = vec![7u8; 1024];
         let modes = [
-            (PROBE_NORMAL, "hand-off"),
+            (PROBE_HAND_OFF, "hand-off"),
             (PROBE_INLINE, "inline"),
             (PROBE_NO_HASH, "no hash"),
         ];
@@ -210,7 +231,11 @@ pub(crate) mod tests {
 
     #[test]
     fn handed_off_and_inline_hashes_agree() {
-        let mut hasher = Hasher::default();
+        // As on a machine with cores to spare, whatever this one has.
+        let mut hasher = Hasher {
+            lane: None,
+            unavailable: false,
+        };
         for (seq, len) in [
             (1u64, 100usize),
             (2, HAND_OFF_BYTES + 7),
