@@ -105,12 +105,12 @@ fn feed<S: Fold, Src: Source>(
             let Some(&id) = ids.get(next_wanted) else {
                 return Ok(());
             };
-            source.seek(id).map_err(source_failed)?;
+            source.seek(id).map_err(|e| source_failed(&e))?;
         }
         let Some(item) = source.next_record() else {
             return Ok(());
         };
-        let (id, record) = item.map_err(source_failed)?;
+        let (id, record) = item.map_err(|e| source_failed(&e))?;
         if let Some(ids) = wanted {
             next_wanted = ids.partition_point(|&w| w <= id);
         }
@@ -130,7 +130,7 @@ fn feed<S: Fold, Src: Source>(
     }
 }
 
-fn source_failed(e: crate::error::BoxError) -> Error {
+fn source_failed(e: &crate::error::BoxError) -> Error {
     Error::InvalidArgument(format!(
         "the audit's source failed: {e}; nothing was changed, fix the source and audit again"
     ))
@@ -180,7 +180,7 @@ mod tests {
         // Records 0..80 done; 80..100 not.
         let report = Runner::new(job)
             .workers(3)
-            .run(IdSource::new(0..80, |id| Ok(id)), double)
+            .run(IdSource::new(0..80, Ok), double)
             .expect("run");
         let runner = Runner::new(report.job).workers(3);
         let seq = runner.job.last_seq();
@@ -189,7 +189,7 @@ mod tests {
             seed: 3,
         };
         let good = runner
-            .audit(&all, IdSource::new(0..100, |id| Ok(id)), double)
+            .audit(&all, IdSource::new(0..100, Ok), double)
             .expect("audit");
         assert!(good.is_deterministic(), "{good:?}");
         assert_eq!((good.checked, good.matched), (80, 80));

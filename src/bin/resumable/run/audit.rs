@@ -19,6 +19,10 @@ use super::{Args, Failure, lib_failure, per_record, protocol};
 use crate::EXIT_PROBLEM;
 use crate::output::{self, Out, count};
 
+/// A sampled record on its way: its id, its stored output, and its answer's channel or
+/// its encoded input (or why its input cannot be sent).
+type Pending<T> = (u64, Json, Result<T, String>);
+
 /// What the audit found, and where.
 pub(super) struct Audited {
     store: PathBuf,
@@ -85,8 +89,8 @@ pub(super) fn audit(
     // answer is awaited, so the pool keeps all its workers busy.
     let mut report = AuditReport::default();
     let mut source = input.source();
-    let mut waiting: Vec<(u64, Json, Result<Receiver<Answer>, String>)> = Vec::new();
-    let mut sequential: Vec<(u64, Json, Result<Arc<[u8]>, String>)> = Vec::new();
+    let mut waiting: Vec<Pending<Receiver<Answer>>> = Vec::new();
+    let mut sequential: Vec<Pending<Arc<[u8]>>> = Vec::new();
     for (id, stored) in picked {
         let line = read_record(&mut source, id)
             .and_then(|record| protocol::encode(args.protocol, id, &record));

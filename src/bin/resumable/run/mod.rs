@@ -417,7 +417,7 @@ fn lib_failure(e: resumable::Error, context: String) -> Failure {
 fn run_audit(
     args: &Args,
     shard: Option<resumable::Shard>,
-    share: f64,
+    fraction: f64,
     pool: Option<&Pool>,
 ) -> Result<audit::Audited, Failure> {
     let store_path = match shard {
@@ -437,7 +437,7 @@ fn run_audit(
         None => args.store.clone(),
     };
     let sample = resumable::AuditSample::Share {
-        share,
+        share: fraction,
         seed: args.audit_seed,
     };
     audit::audit(args, store_path, sample, pool)
