@@ -138,7 +138,7 @@ pub struct RunReport<S: Fold> {
 }
 
 /// Most records in one batch from the feeder to a worker, or from a worker to the committer.
-const MAX_BATCH: usize = 16;
+const MAX_BATCH: usize = 64;
 /// Longest an outcome waits on its worker for a batch to fill (and at most a quarter of the
 /// job's `max_group_delay`).
 const MAX_FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
@@ -230,7 +230,7 @@ impl<S: Fold> Runner<S> {
 
     /// Capacity of each bounded channel (records queued for workers, outcomes queued for
     /// the committer), in records; it bounds memory when one side outruns the other. At most
-    /// twice this plus the workers are in flight. Records travel in small batches (up to 16,
+    /// twice this plus the workers are in flight. Records travel in small batches (up to 64,
     /// and at most this over twice the workers). Default: 64 per worker, at least 256.
     pub fn queue_capacity(mut self, records: usize) -> Self {
         self.queue_capacity = Some(records.max(1));
