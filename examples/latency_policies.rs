@@ -36,7 +36,7 @@ fn paced_run(
     let window = thread::spawn(move || {
         thread::sleep(run_for / 4);
         let (t1, c1) = (Instant::now(), acked.load(Ordering::Relaxed));
-        thread::sleep(run_for - run_for / 4);
+        thread::sleep(run_for.saturating_sub(run_for / 4));
         let (t2, c2) = (Instant::now(), acked.load(Ordering::Relaxed));
         stop.stop();
         (c2 - c1) as f64 / (t2 - t1).as_secs_f64()
@@ -55,11 +55,15 @@ fn paced_run(
         }),
         move |_: resumable::RecordContext, _: &u64| Ok::<_, ProcessError>(Bytes(payload.clone())),
     )?;
-    let achieved = window.join().expect("window thread");
+    let achieved = window.join().map_err(|_| "the window thread panicked")?;
     let s = &report.stats;
     println!(
         "{:<13} offered {:>9} achieved {achieved:>9.0}/s ack p50 {:>7.2} ms p99 {:>8.2} ms | commits {} mean group {:.0} commit p50 {:.2?} p99 {:.2?} snapshots {} compactions {}",
-        if self_clocking { "self_clocking" } else { "fixed" },
+        if self_clocking {
+            "self_clocking"
+        } else {
+            "fixed"
+        },
         offered.map_or_else(|| "unbounded".to_owned(), |r| r.to_string()),
         s.ack_latency_p50.as_secs_f64() * 1e3,
         s.ack_latency_p99.as_secs_f64() * 1e3,
@@ -82,7 +86,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let repeats: usize = args.next().map_or(Ok(3), |s| s.parse())?;
     let run_for = Duration::from_secs_f64(args.next().map_or(Ok(2.0), |s| s.parse())?);
     let mut loads: Vec<Option<u64>> = args
-        .map(|a| if a == "unbounded" { Ok(None) } else { a.parse().map(Some) })
+        .map(|a| {
+            if a == "unbounded" {
+                Ok(None)
+            } else {
+                a.parse().map(Some)
+            }
+        })
         .collect::<Result<_, _>>()?;
     if loads.is_empty() {
         loads = vec![Some(1_000), Some(10_000), Some(100_000), None];
@@ -90,7 +100,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir_in(&base)?;
     for repeat in 0..repeats {
         for &offered in &loads {
-            let order = if repeat % 2 == 0 { [false, true] } else { [true, false] };
+            let order = if repeat % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            };
             for self_clocking in order {
                 paced_run(dir.path(), offered, self_clocking, run_for)?;
             }

@@ -6,9 +6,9 @@
 //! ```text
 //! cargo run --release --example small_records -- [DIR] [ROUNDS] [SECONDS] [MODE] [COST_US] [PASSES]
 //! ```
-//! MODE is `both` (default: prints the overhead of each round and the median), `runner` or
+//! `MODE` is `both` (default: prints the overhead of each round and the median), `runner` or
 //! `plain` (one variant only, e.g. under `perf record`). DIR defaults to the system temp dir.
-//! PASSES fixes the work per record (else calibrated to COST_US of CPU), so runs of two
+//! `PASSES` fixes the work per record (else calibrated to `COST_US` of CPU), so runs of two
 //! builds compare. Overhead is reported in throughput and in process CPU per record.
 
 use std::fs::File;
@@ -48,7 +48,12 @@ fn process_cpu_ns() -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
     let mut fields = rest.split_whitespace().skip(11);
-    let mut tick = || fields.next().and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let mut tick = || {
+        fields
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     (tick() + tick()) * 10_000_000
 }
 
@@ -63,34 +68,56 @@ fn calibrate(cost_us: u64) -> u32 {
         records += 1;
     }
     let per_pass_ns = (thread_cpu_ns() - cpu) as f64 / (records as f64 * f64::from(trial));
-    (cost_us as f64 * 1000.0 / per_pass_ns).round().max(1.0) as u32
+    let passes = (cost_us as f64 * 1000.0 / per_pass_ns)
+        .round()
+        .clamp(1.0, 1e6);
+    #[expect(clippy::cast_sign_loss, reason = "clamped to 1..=10^6 just above")]
+    let passes = passes as u32;
+    passes
 }
 
 /// Records counted by `settled` per second between a quarter of `run_for` and its end, and
 /// the process's CPU time per record over that window, microseconds.
 fn steady_rate(run_for: Duration, settled: &AtomicU64) -> (f64, f64) {
     thread::sleep(run_for / 4);
-    let (t1, c1, cpu1) = (Instant::now(), settled.load(Ordering::Relaxed), process_cpu_ns());
-    thread::sleep(run_for - run_for / 4);
-    let (t2, c2, cpu2) = (Instant::now(), settled.load(Ordering::Relaxed), process_cpu_ns());
+    let (t1, c1, cpu1) = (
+        Instant::now(),
+        settled.load(Ordering::Relaxed),
+        process_cpu_ns(),
+    );
+    thread::sleep(run_for.saturating_sub(run_for / 4));
+    let (t2, c2, cpu2) = (
+        Instant::now(),
+        settled.load(Ordering::Relaxed),
+        process_cpu_ns(),
+    );
     let records = (c2 - c1).max(1) as f64;
-    (records / (t2 - t1).as_secs_f64(), (cpu2 - cpu1) as f64 / 1e3 / records)
+    (
+        records / (t2 - t1).as_secs_f64(),
+        (cpu2 - cpu1) as f64 / 1e3 / records,
+    )
 }
 
-fn plain(dir: &std::path::Path, workers: usize, passes: u32, run_for: Duration) -> (f64, f64) {
+fn plain(
+    dir: &std::path::Path,
+    workers: usize,
+    passes: u32,
+    run_for: Duration,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
     let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<u8>)>(4096);
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicU64::new(0));
     let written = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&written);
-    let file = File::create(dir.join("plain.out")).expect("create the output file");
+    let file = File::create(dir.join("plain.out"))?;
     let sink = thread::spawn(move || {
         let mut out = BufWriter::new(file);
         for (id, output) in rx {
-            out.write_all(&id.to_le_bytes()).expect("write");
-            out.write_all(&output).expect("write");
+            out.write_all(&id.to_le_bytes())?;
+            out.write_all(&output)?;
             counter.fetch_add(1, Ordering::Relaxed);
         }
+        out.flush()
     });
     let handles: Vec<_> = (0..workers)
         .map(|_| {
@@ -109,11 +136,11 @@ fn plain(dir: &std::path::Path, workers: usize, passes: u32, run_for: Duration) 
     let rate = steady_rate(run_for, &written);
     stop.store(true, Ordering::Relaxed);
     for h in handles {
-        h.join().expect("worker");
+        h.join().map_err(|_| "a worker panicked")?;
     }
-    sink.join().expect("sink");
+    sink.join().map_err(|_| "the sink panicked")??;
     let _ = std::fs::remove_file(dir.join("plain.out"));
-    rate
+    Ok(rate)
 }
 
 fn runner(
@@ -142,7 +169,7 @@ fn runner(
             Ok::<_, ProcessError>(Bytes(reference_record(ctx.id, passes)))
         },
     )?;
-    let rate = window.join().expect("window thread");
+    let rate = window.join().map_err(|_| "the window thread panicked")?;
     drop(report.job);
     drop(store);
     let _ = std::fs::remove_file(&path);
@@ -161,10 +188,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir_in(&base)?;
     let workers = thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let passes = passes.unwrap_or_else(|| calibrate(cost_us));
-    println!("{cost_us} us/record ({passes} passes), {workers} workers, {rounds} rounds x {run_for:?}");
+    println!(
+        "{cost_us} us/record ({passes} passes), {workers} workers, {rounds} rounds x {run_for:?}"
+    );
     let mut overheads = Vec::new();
     for round in 0..rounds {
-        let p = (mode != "runner").then(|| plain(dir.path(), workers, passes, run_for));
+        let p = if mode == "runner" {
+            None
+        } else {
+            Some(plain(dir.path(), workers, passes, run_for)?)
+        };
         let r = if mode == "plain" {
             None
         } else {

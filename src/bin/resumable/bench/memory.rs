@@ -6,9 +6,11 @@
 //! Dead letters count as done, so on their own they leave the done ranges contiguous; the
 //! ids the source skips (as a filtered input would) are never done and split the done set
 //! into about one range per skipped id: fragmented progress. What the runner keeps in memory
-//! per record done should be nothing beyond those ranges; `bytes_per_range` is the growth of
-//! the peak between the smallest and the largest row over the growth of the range count.
+//! per record done should be nothing beyond those ranges; `bytes_per_range` is the peak of
+//! the largest fragmented row over that of the control row (below), per extra range.
 //! The store's redb page cache is set small (8 MiB) so that it does not hide that figure.
+//! A third row runs the largest size again with no ids skipped (one done range): the
+//! control: the same records done in one range.
 
 use std::path::Path;
 use std::process::Command;
@@ -48,7 +50,8 @@ pub(super) struct MemoryRow {
 #[derive(Clone, Debug, Serialize)]
 pub(super) struct MemoryStudy {
     pub(super) rows: Vec<MemoryRow>,
-    /// (peak of the largest row - peak of the smallest) / (their difference in done ranges).
+    /// (peak of the largest fragmented row - peak of the same size in one range) / (their
+    /// difference in done ranges).
     pub(super) bytes_per_range: Option<f64>,
 }
 
@@ -61,27 +64,37 @@ pub(super) fn sizes(quick: bool) -> [u64; 2] {
     }
 }
 
+/// The rows: (records, ids skipped) for each size with 1% skipped, then the largest size
+/// again with none skipped (the same records done in one range: the control).
+fn row_plan(quick: bool) -> [(u64, bool); 3] {
+    let [small, large] = sizes(quick);
+    [(small, true), (large, true), (large, false)]
+}
+
 /// Runs one child per size, in `dir`.
 pub(super) fn memory_study(dir: &Path, quick: bool) -> Result<MemoryStudy> {
     let exe = std::env::current_exe().context("cannot find this binary to run the memory probe")?;
     let mut rows = Vec::new();
-    for records in sizes(quick) {
-        let output = Command::new(&exe)
+    for (records, skip) in row_plan(quick) {
+        let mut command = Command::new(&exe);
+        command
             .arg("bench")
             .arg("--memory-probe")
             .arg(records.to_string())
             .arg("--dir")
-            .arg(dir)
-            .output()
-            .context("cannot run the memory probe")?;
+            .arg(dir);
+        if !skip {
+            command.arg("--memory-contiguous");
+        }
+        let output = command.output().context("cannot run the memory probe")?;
         if !output.status.success() {
             bail!(
                 "the memory probe of {records} records failed: {}",
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }
-        let row: MemoryRow = serde_json::from_slice(&output.stdout)
-            .context("the memory probe printed no row")?;
+        let row: MemoryRow =
+            serde_json::from_slice(&output.stdout).context("the memory probe printed no row")?;
         eprintln!(
             "memory: {} records done ({} dead letters, {} ranges): peak RSS {:.1} MiB ({:.1} MiB at start), {:.0} records/s",
             row.records,
@@ -93,10 +106,14 @@ pub(super) fn memory_study(dir: &Path, quick: bool) -> Result<MemoryStudy> {
         );
         rows.push(row);
     }
-    let bytes_per_range = match (rows.first(), rows.last()) {
-        (Some(a), Some(b)) if b.done_ranges > a.done_ranges => Some(
-            (b.peak_rss_bytes as f64 - a.peak_rss_bytes as f64)
-                / (b.done_ranges - a.done_ranges) as f64,
+    // The largest size fragmented against the same size in one range: the same records
+    // done, the same store and cache, only the range count differs.
+    let fragmented = rows.iter().rfind(|r| r.skipped_ids > 0);
+    let control = rows.iter().find(|r| r.skipped_ids == 0);
+    let bytes_per_range = match (fragmented, control) {
+        (Some(f), Some(c)) if f.records == c.records && f.done_ranges > c.done_ranges => Some(
+            (f.peak_rss_bytes as f64 - c.peak_rss_bytes as f64)
+                / (f.done_ranges - c.done_ranges) as f64,
         ),
         _ => None,
     };
@@ -117,9 +134,9 @@ fn skipped(id: u64) -> bool {
     id.wrapping_mul(0xc2b2_ae3d_27d4_eb4f) >> 32 & 0xffff < 655
 }
 
-/// The child's side: runs the runner over `records` ids (plus the ones it skips) with u64
-/// outputs and prints one [`MemoryRow`] as JSON.
-pub(super) fn probe(dir: &Path, records: u64) -> Result<()> {
+/// The child's side: runs the runner over `records` ids (plus the 1% it skips, with `skip`)
+/// with u64 outputs and prints one [`MemoryRow`] as JSON.
+pub(super) fn probe(dir: &Path, records: u64, skip: bool) -> Result<()> {
     let start_rss_bytes = status_bytes("VmRSS:").unwrap_or(0);
     let path = dir.join(format!("memory-{}", std::process::id()));
     let store = StoreOptions::new()
@@ -136,7 +153,7 @@ pub(super) fn probe(dir: &Path, records: u64) -> Result<()> {
         if left == 0 {
             return None;
         }
-        while skipped(next) {
+        while skip && skipped(next) {
             next += 1;
         }
         left -= 1;
@@ -165,7 +182,11 @@ pub(super) fn probe(dir: &Path, records: u64) -> Result<()> {
     let row = MemoryRow {
         records: report.job.done_count(),
         dead_letters: dead_letters.load(Ordering::Relaxed),
-        skipped_ids: (0..last).filter(|&id| skipped(id)).count() as u64,
+        skipped_ids: if skip {
+            (0..last).filter(|&id| skipped(id)).count() as u64
+        } else {
+            0
+        },
         peak_rss_bytes: status_bytes("VmHWM:").unwrap_or(0),
         start_rss_bytes,
         done_ranges,
@@ -183,6 +204,35 @@ pub(super) fn probe(dir: &Path, records: u64) -> Result<()> {
 fn status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: u64 = line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kb: u64 = line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{dead, skipped};
+
+    #[test]
+    fn dead_letters_and_skipped_ids_are_each_about_one_percent_and_scattered() {
+        let n = 1_000_000u64;
+        let dead_ids: Vec<u64> = (0..n).filter(|&id| dead(id)).collect();
+        let skipped_ids = (0..n).filter(|&id| skipped(id)).count();
+        for count in [dead_ids.len(), skipped_ids] {
+            assert!((9_000..11_000).contains(&count), "{count} of {n}");
+        }
+        // Scattered: no run of consecutive dead ids longer than a few.
+        let longest = dead_ids
+            .windows(2)
+            .fold((1, 1), |(run, best), w| {
+                let run = if w[1] == w[0] + 1 { run + 1 } else { 1 };
+                (run, best.max(run))
+            })
+            .1;
+        assert!(longest <= 3, "a run of {longest} dead ids");
+    }
 }

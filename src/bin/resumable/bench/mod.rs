@@ -70,6 +70,9 @@ pub(crate) struct BenchArgs {
     /// Internal: run the memory study's child over N records in DIR and print its row.
     #[arg(long, value_name = "N", hide = true)]
     pub(crate) memory_probe: Option<u64>,
+    /// Internal: the memory probe's source skips no ids (progress stays one range).
+    #[arg(long, hide = true)]
+    pub(crate) memory_contiguous: bool,
 }
 
 /// What every variant run needs.
@@ -97,7 +100,7 @@ impl Drop for WorkDir {
 pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
     let base = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     if let Some(records) = args.memory_probe {
-        memory::probe(&base, records)?;
+        memory::probe(&base, records, !args.memory_contiguous)?;
         return Ok(ExitCode::SUCCESS);
     }
     fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;

@@ -474,7 +474,10 @@ impl Report {
             )?;
         }
         if let Some(b) = self.memory.bytes_per_range {
-            writeln!(out, "  growth between the rows: {b:.0} bytes per done range")?;
+            writeln!(
+                out,
+                "  growth between the rows: {b:.0} bytes per done range"
+            )?;
         }
         Ok(())
     }
@@ -528,8 +531,8 @@ impl Report {
         )?;
         writeln!(
             out,
-            "durable-ack latency against offered load (disk: one durable redb commit {:.2} ms, median):",
-            self.latency.disk_commit_ms
+            "durable-ack latency against offered load (disk: one durable redb commit {:.2} ms median, {:.2} ms p99):",
+            self.latency.disk_commit_ms, self.latency.disk_commit_p99_ms
         )?;
         for r in &self.latency.rows {
             writeln!(
