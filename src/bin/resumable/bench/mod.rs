@@ -52,7 +52,8 @@ pub(crate) struct BenchArgs {
     /// [default: the current directory]. Put it on the disk you want measured.
     #[arg(long, value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
-    /// Short rounds and a 10^5-record resume store: finishes in under a minute.
+    /// Short rounds, a 10^5-record resume store, one repeat of the latency rows and memory
+    /// rows at 10^5 and 10^6 records: finishes in a minute or two.
     #[arg(long)]
     pub(crate) quick: bool,
     #[command(flatten)]
