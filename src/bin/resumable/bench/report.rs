@@ -9,6 +9,7 @@ use crate::report::bench::BenchPage;
 use crate::report::svg::{HBar, short};
 
 use super::latency::LatencyStudy;
+use super::memory::MemoryStudy;
 use super::probes::{CommitProbe, PROBE_COMMITS, PROBE_GROUP, PROBE_ROUNDS, ResumeStudy};
 use super::stats::{Ratio, VariantResult, ack_latency};
 use super::variants::{OUTPUT_BYTES, Sample, Variant};
@@ -55,6 +56,7 @@ pub(super) struct BenchJson<'a> {
     live_readers: LiveReadersJson,
     latency: &'a LatencyStudy,
     open: OpenJson,
+    memory: &'a MemoryStudy,
 }
 
 /// Open time against store size: the resume study's store, opened with and without the
@@ -167,6 +169,7 @@ pub(super) struct Report {
     seq_mb_s: f64,
     resume: ResumeStudy,
     latency: LatencyStudy,
+    memory: MemoryStudy,
     machine: Machine,
     config: Config,
 }
@@ -177,6 +180,7 @@ impl Report {
         seq_mb_s: f64,
         resume: ResumeStudy,
         latency: LatencyStudy,
+        memory: MemoryStudy,
         machine: Machine,
         config: Config,
     ) -> Self {
@@ -193,6 +197,7 @@ impl Report {
             seq_mb_s,
             resume,
             latency,
+            memory,
             machine,
             config,
         }
@@ -317,6 +322,7 @@ impl Report {
             },
             sequential_write_mb_per_sec: self.seq_mb_s,
             latency: &self.latency,
+            memory: &self.memory,
             open: OpenJson {
                 rows: vec![
                     OpenRow {
@@ -451,6 +457,31 @@ impl Report {
     }
 
     /// Writes the table for people.
+    /// The memory study's rows (see `bench::memory`).
+    fn print_memory(&self, out: &mut impl Write) -> anyhow::Result<()> {
+        writeln!(
+            out,
+            "peak RSS of the runner (child process, u64 outputs, 1% dead letters, 1% ids skipped):"
+        )?;
+        for r in &self.memory.rows {
+            writeln!(
+                out,
+                "  {:>9} records done  {:>7} dead letters  {:>7} done ranges  peak {:>7.1} MiB",
+                r.records,
+                r.dead_letters,
+                r.done_ranges,
+                r.peak_rss_bytes as f64 / f64::from(1 << 20)
+            )?;
+        }
+        if let Some(b) = self.memory.bytes_per_range {
+            writeln!(
+                out,
+                "  growth between the rows: {b:.0} bytes per done range"
+            )?;
+        }
+        Ok(())
+    }
+
     pub(super) fn print_table(&self, out: &mut impl Write) -> anyhow::Result<()> {
         let opt = |v: Option<f64>, unit: &str| {
             v.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.2} {unit}"))
@@ -500,8 +531,8 @@ impl Report {
         )?;
         writeln!(
             out,
-            "durable-ack latency against offered load (disk: one durable redb commit {:.2} ms, median):",
-            self.latency.disk_commit_ms
+            "durable-ack latency against offered load (disk: one durable redb commit {:.2} ms median, {:.2} ms p99):",
+            self.latency.disk_commit_ms, self.latency.disk_commit_p99_ms
         )?;
         for r in &self.latency.rows {
             writeln!(
@@ -515,6 +546,7 @@ impl Report {
                 r.ack_p99_ms
             )?;
         }
+        self.print_memory(out)?;
         writeln!(out)?;
         writeln!(
             out,
