@@ -59,3 +59,34 @@ pub(crate) fn progress(store: &Store, job: &str) -> Progress {
     let txn = store.inner.begin_read().expect("read");
     read::load_progress(&txn, &JobTables::new(job)).expect("progress")
 }
+
+/// Flips one bit in the last byte of job `job`'s stored metadata.
+pub(crate) fn flip_job_meta_byte(path: &Path, job: &str) {
+    let db = redb::Database::open(path).expect("raw open");
+    let txn = db.begin_write().expect("w");
+    {
+        let mut t = txn.open_table(super::tables::JOBS).expect("jobs");
+        let mut bytes = t.get(job).expect("read").expect("the job").value().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x08;
+        t.insert(job, bytes.as_slice()).expect("insert");
+    }
+    txn.commit().expect("commit");
+}
+
+/// Flips one bit at `offset` in job `job`'s newest lineage entry (its stored commit).
+pub(crate) fn flip_last_log_byte(path: &Path, job: &str, offset: usize) {
+    let db = redb::Database::open(path).expect("raw open");
+    let tables = JobTables::new(job);
+    let txn = db.begin_write().expect("w");
+    {
+        let mut t = txn.open_table(tables.log()).expect("log");
+        let (seq, mut bytes) = {
+            let (k, v) = t.last().expect("read").expect("an entry");
+            (k.value(), v.value().to_vec())
+        };
+        bytes[offset] ^= 0x10;
+        t.insert(seq, bytes.as_slice()).expect("insert");
+    }
+    txn.commit().expect("commit");
+}
