@@ -22,6 +22,7 @@
 //! `Bytes` for what a plain `Vec<u8>` costs instead. The bare-redb variants insert the same 1 KiB slices.
 
 mod latency;
+mod open;
 mod probes;
 mod report;
 mod stats;
@@ -37,6 +38,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use self::latency::latency_study;
+use self::open::open_study;
 use self::probes::resume_study;
 use self::report::{Config, Machine, Report};
 use self::system::{filesystem_of, load_average};
@@ -59,6 +61,11 @@ pub(crate) struct BenchArgs {
     /// ratios against their bars) to FILE.
     #[arg(long, value_name = "FILE")]
     pub(crate) html: Option<PathBuf>,
+    /// Store sizes of the open study, in MiB, comma-separated: one store is grown to each
+    /// in turn and its open + resume timed per open check [default: 1024,4096; with
+    /// --quick: 64].
+    #[arg(long, value_name = "MIB", value_delimiter = ',')]
+    pub(crate) open_sizes_mib: Option<Vec<u64>>,
     /// CPU time the reference job spends per record, in microseconds.
     #[arg(long, value_name = "U", default_value_t = 100)]
     pub(crate) cost_us: u64,
@@ -150,12 +157,22 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
     let resume = resume_study(&ctx, resume_records)?;
     eprintln!("durable-ack latency against offered load, fixed and self-clocking policies...");
     let latency = latency_study(&ctx)?;
+    let open_sizes = args.open_sizes_mib.clone().unwrap_or_else(|| {
+        if args.quick {
+            vec![64]
+        } else {
+            vec![1024, 4096]
+        }
+    });
+    eprintln!("open + resume time against store size ({open_sizes:?} MiB), per open check...");
+    let open = open_study(&ctx, &open_sizes)?;
 
     let report = Report::new(
         &samples,
         seq_mb_s,
         resume,
         latency,
+        open,
         Machine {
             cores,
             workers,
