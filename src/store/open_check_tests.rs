@@ -113,46 +113,73 @@ fn a_clean_close_lets_the_next_open_skip_the_page_walk_and_a_writer_voids_it() {
     );
 }
 
-#[test]
-fn a_byte_changed_in_place_with_the_mtime_restored_is_caught_by_the_ctime() {
-    let (_dir, path, state) = closed_store();
-    let before = fs::metadata(&path).expect("stat");
-    let image = fs::read(&path).expect("read");
+/// Ways to change a closed store in place (the same inode), as a stray writer would.
+#[derive(Clone, Copy, Debug)]
+enum InPlace {
+    /// Overwrite the first bytes of the stored output of record 7.
+    OutputBytes,
+    /// Zero the 4 KiB page holding that output.
+    ZeroPage,
+    /// Flip a bit in redb's commit slot (the header's second 64 bytes).
+    HeaderBit,
+}
+
+fn damage_in_place(path: &Path, how: InPlace) {
+    use std::io::{Seek as _, SeekFrom, Write as _};
+    let image = fs::read(path).expect("read");
     let needle = text(7);
-    let at = image
+    let output_at = image
         .windows(needle.len())
         .position(|w| w == needle.as_bytes())
         .expect("the output is stored as is");
-    {
-        use std::io::{Seek as _, SeekFrom, Write as _};
-        let mut file = fs::OpenOptions::new()
+    let (at, bytes) = match how {
+        InPlace::OutputBytes => (output_at, b"NARKER".to_vec()),
+        InPlace::ZeroPage => (output_at / 4096 * 4096, vec![0; 4096]),
+        InPlace::HeaderBit => (100, vec![image[100] ^ 0x04]),
+    };
+    let mut file = fs::OpenOptions::new().write(true).open(path).expect("open");
+    file.seek(SeekFrom::Start(at as u64)).expect("seek");
+    file.write_all(&bytes).expect("damage");
+}
+
+#[test]
+fn in_place_damage_with_the_mtime_restored_is_caught_by_the_ctime() {
+    for how in [InPlace::OutputBytes, InPlace::ZeroPage, InPlace::HeaderBit] {
+        let (_dir, path, state) = closed_store();
+        let before = fs::metadata(&path).expect("stat");
+        assert!(fingerprint::last_full_check(&path).is_some(), "{how:?}");
+        damage_in_place(&path, how);
+        fs::File::options()
             .write(true)
             .open(&path)
-            .expect("open");
-        file.seek(SeekFrom::Start(at as u64)).expect("seek");
-        file.write_all(b"NARKER").expect("damage");
-        file.set_times(
-            fs::FileTimes::new()
-                .set_modified(before.modified().expect("mtime"))
-                .set_accessed(before.accessed().expect("atime")),
-        )
-        .expect("restore the mtime");
-    }
-    let after = fs::metadata(&path).expect("stat");
-    assert_eq!(
-        after.modified().ok(),
-        before.modified().ok(),
-        "mtime restored"
-    );
-    assert_eq!(after.len(), before.len());
-    assert_eq!(fingerprint::last_full_check(&path), None, "change missed");
-    // The open walks the pages: the damage is refused, or repaired to a good commit.
-    match Store::open(&path) {
-        Err(e) => assert!(matches!(e, Error::Unopenable { .. }), "{e:?}"),
-        Ok(store) => {
-            assert_eq!(store.open_check(), OpenCheck::Full);
-            if let Ok(job) = store.job::<Texts>("j", options()) {
-                assert_eq!(job.state(), &state, "wrong data");
+            .and_then(|f| {
+                f.set_times(
+                    fs::FileTimes::new()
+                        .set_modified(before.modified()?)
+                        .set_accessed(before.accessed()?),
+                )
+            })
+            .expect("restore the mtime");
+        let after = fs::metadata(&path).expect("stat");
+        assert_eq!(
+            after.modified().ok(),
+            before.modified().ok(),
+            "mtime restored"
+        );
+        assert_eq!(after.len(), before.len());
+        assert_eq!(
+            fingerprint::last_full_check(&path),
+            None,
+            "{how:?}: change missed"
+        );
+        // The open walks the pages: the damage is refused, or repaired to a good commit.
+        match Store::open(&path) {
+            Err(e) => assert!(matches!(e, Error::Unopenable { .. }), "{how:?}: {e:?}"),
+            Ok(store) => {
+                assert_eq!(store.open_check(), OpenCheck::Full, "{how:?}");
+                if let Ok(job) = store.job::<Texts>("j", options()) {
+                    assert_eq!(job.state(), &state, "{how:?}: wrong data");
+                }
             }
         }
     }

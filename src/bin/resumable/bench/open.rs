@@ -71,10 +71,13 @@ impl OpenRow {
     }
 }
 
-fn label(check: OpenCheck) -> &'static str {
-    match check {
-        OpenCheck::Full => "full",
-        OpenCheck::Unchanged { .. } => "fingerprint",
+/// The row's label: what the open checked, as `Store::open_check` reports it (`Never`
+/// also reports an unchanged file, but checked nothing).
+fn label(asked: FullCheck, ran: OpenCheck) -> &'static str {
+    match (asked, ran) {
+        (_, OpenCheck::Full) => "full",
+        (FullCheck::Never, _) => "none",
+        (_, OpenCheck::Unchanged { .. }) => "fingerprint",
         _ => "none",
     }
 }
@@ -106,6 +109,8 @@ pub(super) fn open_study(ctx: &Ctx, sizes_mib: &[u64]) -> Result<Vec<OpenRow>> {
                 job.commit((next_id..end).map(|id| (id, Bytes(ctx.payload.clone()))))?;
                 next_id = end;
             }
+            // Stopped cleanly, as a runner stopped by its StopHandle leaves it.
+            job.pause()?;
         }
         let build_secs = build_start.elapsed().as_secs_f64();
         let store_bytes = fs::metadata(&path)?.len();
@@ -124,10 +129,11 @@ pub(super) fn open_study(ctx: &Ctx, sizes_mib: &[u64]) -> Result<Vec<OpenRow>> {
                 let store = StoreOptions::new().full_check(check).open(&path)?;
                 let opened = start.elapsed().as_secs_f64() * 1e3;
                 let start = Instant::now();
-                let job = store.job::<Tally>("bench", options())?;
+                let mut job = store.job::<Tally>("bench", options())?;
                 let resumed = start.elapsed().as_secs_f64() * 1e3;
                 replayed_commits = job.stats().replayed_commits;
-                let verify = label(store.open_check());
+                job.pause()?;
+                let verify = label(check, store.open_check());
                 if seen.is_some_and(|s| s != verify) {
                     bail!("the open check changed between repeats ({seen:?}, then {verify})");
                 }
