@@ -114,7 +114,7 @@ impl Default for StoreOptions {
 impl StoreOptions {
     /// How old the last full check of an unchanged file may be before
     /// [`FullCheck::WhenChanged`] runs it again: 7 days.
-    pub const DEFAULT_FULL_CHECK_EVERY: Duration = Duration::from_secs(7 * 86_400);
+    pub const DEFAULT_FULL_CHECK_EVERY: Duration = Duration::from_hours(7 * 24);
 
     /// Default options: create if absent, a full check when the file changed outside
     /// `resumable`, read-write, 256 MiB cache.

@@ -61,9 +61,9 @@ pub(crate) struct BenchArgs {
     /// ratios against their bars) to FILE.
     #[arg(long, value_name = "FILE")]
     pub(crate) html: Option<PathBuf>,
-    /// Store sizes of the open study, in MiB, comma-separated: one store is grown to each
-    /// in turn and its open + resume timed per open check [default: 1024,4096; with
-    /// --quick: 64].
+    /// Store sizes of the open study, in MiB of 1 KiB records, comma-separated: one store
+    /// is grown to each in turn and its open + resume timed per open check [default:
+    /// 1024,4096; with --quick: 64].
     #[arg(long, value_name = "MIB", value_delimiter = ',')]
     pub(crate) open_sizes_mib: Option<Vec<u64>>,
     /// CPU time the reference job spends per record, in microseconds.
