@@ -15,6 +15,7 @@ use redb::{
 use super::create;
 use super::errors::{open_error, storage, unopenable};
 use super::fingerprint;
+use super::sync_failure::{Marker, Watched};
 use super::tables;
 use crate::error::{Error, Result};
 
@@ -89,6 +90,10 @@ pub enum OpenCheck {
 /// Options for opening a [`Store`].
 #[derive(Clone, Debug)]
 #[must_use]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches of a builder"
+)]
 pub struct StoreOptions {
     create: bool,
     full_check: FullCheck,
@@ -96,6 +101,7 @@ pub struct StoreOptions {
     read_only: bool,
     concurrency: Concurrency,
     cache_bytes: usize,
+    after_sync_failure: bool,
 }
 
 impl Default for StoreOptions {
@@ -107,6 +113,7 @@ impl Default for StoreOptions {
             read_only: false,
             concurrency: Concurrency::Auto,
             cache_bytes: 256 << 20,
+            after_sync_failure: false,
         }
     }
 }
@@ -195,6 +202,15 @@ impl StoreOptions {
         self
     }
 
+    /// Recover a store whose sync failed ([`Error::SyncFailed`]): drop the file's cached
+    /// pages first, so the open reads what the disk holds, check every page, and remove the
+    /// failure marker once the store opened. Ignored by read-only opens, which keep
+    /// refusing such a store. Default: `false` (`resumable recover` sets it).
+    pub fn after_sync_failure(mut self, recover: bool) -> Self {
+        self.after_sync_failure = recover;
+        self
+    }
+
     /// Whether a read-write open starts with live readers.
     fn live(&self) -> bool {
         self.concurrency != Concurrency::Exclusive
@@ -250,15 +266,23 @@ impl StoreOptions {
             }
             Ok(_) => {}
         }
+        // A store whose sync failed may show, through the page cache, a commit the disk
+        // never got: refused unless this open recovers it (after dropping the cached pages),
+        // which checks every page.
+        let marker = Arc::new(Marker::for_file(path));
+        let recovering = marker.check(
+            &path.display().to_string(),
+            self.after_sync_failure && !self.read_only,
+        )?;
         // The full check (redb's page walk) runs on read-write opens only, when the options
-        // ask for it; the sidecar that tells whether the file changed is read, then removed
-        // before redb's open writes to the file (fingerprint.rs).
+        // ask for it or the file may have changed; the sidecar that tells whether it changed
+        // is read, then removed before redb's open writes to the file (fingerprint.rs).
         let (check, closer) = if self.read_only {
             (OpenCheck::Skipped, None)
         } else {
             let unchanged_since = fingerprint::last_full_check(path);
             fingerprint::invalidate(path)?;
-            let check = if self.runs_full_check(unchanged_since) {
+            let check = if recovering || self.runs_full_check(unchanged_since) {
                 OpenCheck::Full
             } else {
                 unchanged_since.map_or(OpenCheck::Skipped, |checked_unix_s| OpenCheck::Unchanged {
@@ -268,6 +292,7 @@ impl StoreOptions {
             let closer = Closer {
                 store: path.to_owned(),
                 checked_unix_s: AtomicU64::new(0),
+                marker: Arc::clone(&marker),
             };
             (check, Some(closer))
         };
@@ -281,17 +306,18 @@ impl StoreOptions {
                     .map_err(|e| read_only_open_error(path, e))?;
                 Db::ReadOnly(db)
             } else {
-                let db = self
-                    .builder(self.live(), check == OpenCheck::Full)
-                    .open(path)
-                    .map_err(|e| open_error(path, e))?;
+                let db = open_watched(
+                    &self.builder(self.live(), check == OpenCheck::Full),
+                    path,
+                    &marker,
+                )?;
+                if recovering {
+                    marker.clear()?;
+                }
                 let options = self.clone();
                 let file = path.to_owned();
                 let reopen: Reopen = Box::new(move |live| {
-                    options
-                        .builder(live, false)
-                        .open(&file)
-                        .map_err(|e| open_error(&file, e))
+                    open_watched(&options.builder(live, false), &file, &marker)
                 });
                 Db::ReadWrite(RwLock::new(Writer::new(
                     db,
@@ -338,16 +364,21 @@ impl StoreOptions {
     #[cfg(feature = "testing")]
     pub fn open_on(&self, disk: &crate::testing::FaultDisk) -> Result<Store> {
         let label = "simulated disk";
+        let marker = Arc::new(Marker::Disk(disk.clone()));
+        let recovering = marker.check(label, self.after_sync_failure)?;
         // No file, no fingerprint: `WhenChanged` checks every open, as `Always` does.
-        let check = if self.runs_full_check(None) {
+        let check = if recovering || self.runs_full_check(None) {
             OpenCheck::Full
         } else {
             OpenCheck::Skipped
         };
         let db = self
             .builder(self.live(), check == OpenCheck::Full)
-            .create_with_backend(disk.backend())
+            .create_with_backend(Watched::new(disk.backend(), Arc::clone(&marker)))
             .map_err(|e| open_error(Path::new(label), e))?;
+        if recovering {
+            marker.clear()?;
+        }
         let fresh = {
             let txn = db.begin_read().map_err(storage)?;
             match txn.open_table(tables::STORE) {
@@ -364,7 +395,7 @@ impl StoreOptions {
         let reopen: Reopen = Box::new(move |live| {
             options
                 .builder(live, false)
-                .create_with_backend(disk.backend())
+                .create_with_backend(Watched::new(disk.backend(), Arc::clone(&marker)))
                 .map_err(|e| open_error(Path::new(label), e))
         });
         Store::from_db(
@@ -380,6 +411,20 @@ impl StoreOptions {
             None,
         )
     }
+}
+
+/// Opens the store file read-write on redb's file backend, watched for failed syncs.
+fn open_watched(builder: &redb::Builder, path: &Path, marker: &Arc<Marker>) -> Result<Database> {
+    let as_redb = |e: std::io::Error| redb::DatabaseError::Storage(redb::StorageError::Io(e));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| open_error(path, as_redb(e)))?;
+    let backend = redb::backends::FileBackend::new(file).map_err(|e| open_error(path, e))?;
+    builder
+        .create_with_backend(Watched::new(backend, Arc::clone(marker)))
+        .map_err(|e| open_error(path, e))
 }
 
 /// A read-only open's errors: a writer that admits no live readers, or a store that needs
@@ -447,12 +492,14 @@ struct Closer {
     /// When the last full check passed (seconds since the Unix epoch); 0 until the open
     /// succeeded, and when no full check is known: then no sidecar is written.
     checked_unix_s: AtomicU64,
+    /// A failed sync's marker: while it stands, no sidecar vouches for the file.
+    marker: Arc<Marker>,
 }
 
 impl Drop for Closer {
     fn drop(&mut self) {
         let checked = *self.checked_unix_s.get_mut();
-        if checked != 0 {
+        if checked != 0 && self.marker.read().is_none() {
             fingerprint::record(&self.store, checked);
         }
     }
