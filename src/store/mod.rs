@@ -25,6 +25,7 @@ mod claim;
 mod create;
 mod errors;
 mod fingerprint;
+mod hasher;
 mod input;
 mod inspect;
 mod job_store;
