@@ -23,6 +23,7 @@
 
 mod latency;
 mod memory;
+mod open;
 mod probes;
 mod report;
 mod stats;
@@ -39,6 +40,7 @@ use anyhow::{Context, Result};
 
 use self::latency::latency_study;
 use self::memory::memory_study;
+use self::open::open_study;
 use self::probes::resume_study;
 use self::report::{Config, Machine, Report};
 use self::system::{filesystem_of, load_average};
@@ -62,6 +64,11 @@ pub(crate) struct BenchArgs {
     /// ratios against their bars) to FILE.
     #[arg(long, value_name = "FILE")]
     pub(crate) html: Option<PathBuf>,
+    /// Store sizes of the open study, in MiB of 1 KiB records, comma-separated: one store
+    /// is grown to each in turn and its open + resume timed per open check [default:
+    /// 1024,4096; with --quick: 64].
+    #[arg(long, value_name = "MIB", value_delimiter = ',')]
+    pub(crate) open_sizes_mib: Option<Vec<u64>>,
     /// CPU time the reference job spends per record, in microseconds.
     #[arg(long, value_name = "U", default_value_t = 100)]
     pub(crate) cost_us: u64,
@@ -168,6 +175,15 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
         memory::sizes(args.quick)
     );
     let memory = memory_study(&ctx.dir, args.quick)?;
+    let open_sizes = args.open_sizes_mib.clone().unwrap_or_else(|| {
+        if args.quick {
+            vec![64]
+        } else {
+            vec![1024, 4096]
+        }
+    });
+    eprintln!("open + resume time against store size ({open_sizes:?} MiB), per open check...");
+    let open = open_study(&ctx, &open_sizes)?;
 
     let report = Report::new(
         &samples,
@@ -175,6 +191,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
         resume,
         latency,
         memory,
+        open,
         Machine {
             cores,
             workers,

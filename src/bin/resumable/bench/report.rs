@@ -10,6 +10,7 @@ use crate::report::svg::{HBar, short};
 
 use super::latency::LatencyStudy;
 use super::memory::MemoryStudy;
+use super::open::OpenRow;
 use super::probes::{CommitProbe, PROBE_COMMITS, PROBE_GROUP, PROBE_ROUNDS, ResumeStudy};
 use super::stats::{Ratio, VariantResult, ack_latency};
 use super::variants::{OUTPUT_BYTES, Sample, Variant};
@@ -55,22 +56,16 @@ pub(super) struct BenchJson<'a> {
     per_commit_cost: PerCommitJson,
     live_readers: LiveReadersJson,
     latency: &'a LatencyStudy,
-    open: OpenJson,
     memory: &'a MemoryStudy,
+    open: OpenJson<'a>,
 }
 
-/// Open time against store size: the resume study's store, opened with and without the
-/// full page check.
+/// Open + resume time against store size, per open check (`bench/open.rs`).
 #[derive(Serialize)]
-struct OpenJson {
-    rows: Vec<OpenRow>,
-}
-
-#[derive(Serialize)]
-struct OpenRow {
-    store_bytes: u64,
-    open_ms: f64,
-    verify: &'static str,
+struct OpenJson<'a> {
+    /// What each `verify` value means.
+    checks: BTreeMap<&'static str, &'static str>,
+    rows: &'a [OpenRow],
 }
 
 /// The concurrency modes side by side (same run): each default against the other mode.
@@ -170,6 +165,7 @@ pub(super) struct Report {
     resume: ResumeStudy,
     latency: LatencyStudy,
     memory: MemoryStudy,
+    open: Vec<OpenRow>,
     machine: Machine,
     config: Config,
 }
@@ -181,6 +177,7 @@ impl Report {
         resume: ResumeStudy,
         latency: LatencyStudy,
         memory: MemoryStudy,
+        open: Vec<OpenRow>,
         machine: Machine,
         config: Config,
     ) -> Self {
@@ -198,6 +195,7 @@ impl Report {
             resume,
             latency,
             memory,
+            open,
             machine,
             config,
         }
@@ -324,18 +322,11 @@ impl Report {
             latency: &self.latency,
             memory: &self.memory,
             open: OpenJson {
-                rows: vec![
-                    OpenRow {
-                        store_bytes: self.resume.file_bytes,
-                        open_ms: self.resume.store_open_verified_ms,
-                        verify: "full: redb checks every page checksum (verify_on_open, the default)",
-                    },
-                    OpenRow {
-                        store_bytes: self.resume.file_bytes,
-                        open_ms: self.resume.store_open_ms,
-                        verify: "none: verify_on_open(false); values keep their CRCs",
-                    },
-                ],
+                checks: ["full", "fingerprint", "none"]
+                    .into_iter()
+                    .map(|c| (c, OpenRow::describe(c)))
+                    .collect(),
+                rows: &self.open,
             },
             live_readers: LiveReadersJson {
                 group_live_vs_exclusive: self.get(Variant::ResumableGroupDefault).median
@@ -576,7 +567,7 @@ impl Report {
         let r = &self.resume;
         writeln!(
             out,
-            "resume of a store of {} done records ({:.0} MB, built in {:.1} s): store open {:.1} ms ({:.1} ms with the default verify-on-open), job open {:.1} ms replaying {} commits, {:.1} ms with no replay (after a snapshot)",
+            "resume of a store of {} done records ({:.0} MB, built in {:.1} s): store open {:.1} ms ({:.1} ms with the full page check), job open {:.1} ms replaying {} commits, {:.1} ms with no replay (after a snapshot)",
             r.records,
             r.file_bytes as f64 / 1e6,
             r.build_secs,
@@ -586,6 +577,19 @@ impl Report {
             r.replayed_commits,
             r.job_open_after_snapshot_ms,
         )?;
+        for o in &self.open {
+            writeln!(
+                out,
+                "open + resume of a {:.2} GB store ({} records), check {}: open {:.1} ms + job resume {:.1} ms (replaying {} commits) = {:.1} ms",
+                o.store_bytes as f64 / 1e9,
+                o.records,
+                o.verify,
+                o.open_ms,
+                o.resume_ms,
+                o.replayed_commits,
+                o.open_and_resume_ms,
+            )?;
+        }
         for p in [&r.probe_low, &r.probe_high] {
             writeln!(
                 out,
