@@ -42,7 +42,7 @@ use self::latency::latency_study;
 use self::memory::memory_study;
 use self::open::open_study;
 use self::probes::resume_study;
-use self::report::{Config, Machine, Report};
+use self::report::{Config, Machine, Report, Studies};
 use self::system::{filesystem_of, load_average};
 use self::variants::{OUTPUT_BYTES, Sample, Variant, calibrate, sequential_write};
 use crate::output::{JsonFlag, Out};
@@ -188,10 +188,12 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
     let report = Report::new(
         &samples,
         seq_mb_s,
-        resume,
-        latency,
-        memory,
-        open,
+        Studies {
+            resume,
+            latency,
+            memory,
+            open,
+        },
         Machine {
             cores,
             workers,

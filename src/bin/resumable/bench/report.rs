@@ -170,17 +170,28 @@ pub(super) struct Report {
     config: Config,
 }
 
+/// The studies beside the variants, each measured once per run.
+pub(super) struct Studies {
+    pub(super) resume: ResumeStudy,
+    pub(super) latency: LatencyStudy,
+    pub(super) memory: MemoryStudy,
+    pub(super) open: Vec<OpenRow>,
+}
+
 impl Report {
     pub(super) fn new(
         samples: &[Vec<Sample>],
         seq_mb_s: f64,
-        resume: ResumeStudy,
-        latency: LatencyStudy,
-        memory: MemoryStudy,
-        open: Vec<OpenRow>,
+        studies: Studies,
         machine: Machine,
         config: Config,
     ) -> Self {
+        let Studies {
+            resume,
+            latency,
+            memory,
+            open,
+        } = studies;
         let variants = Variant::ALL
             .iter()
             .zip(samples)
