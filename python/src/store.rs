@@ -82,21 +82,23 @@ impl PyStore {
 #[pymethods]
 impl PyStore {
     /// Opens the store at `path`, creating it atomically if absent (unless `create=False`).
-    /// `read_only=True` opens for inspection only. `verify_on_open` checks every page
-    /// checksum first (reads the whole file). The GIL is released while opening.
+    /// `read_only=True` opens for inspection only. `verify_on_open`: `None` (the default)
+    /// checks every page checksum when the file may have changed since a clean close (the
+    /// Rust default, `FullCheck::WhenChanged`); `True` on every open (reads the whole file);
+    /// `False` never. The GIL is released while opening.
     #[new]
-    #[pyo3(signature = (path, *, create = true, read_only = false, verify_on_open = true))]
+    #[pyo3(signature = (path, *, create = true, read_only = false, verify_on_open = None))]
     fn new(
         py: Python<'_>,
         path: PathBuf,
         create: bool,
         read_only: bool,
-        verify_on_open: bool,
+        verify_on_open: Option<bool>,
     ) -> PyResult<Self> {
-        let options = StoreOptions::new()
-            .create(create)
-            .read_only(read_only)
-            .verify_on_open(verify_on_open);
+        let mut options = StoreOptions::new().create(create).read_only(read_only);
+        if let Some(verify) = verify_on_open {
+            options = options.verify_on_open(verify);
+        }
         let store = py.detach(|| options.open(&path)).py_err()?;
         Ok(PyStore {
             path,
