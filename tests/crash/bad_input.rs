@@ -486,5 +486,7 @@ fn child_entry() {
         crate::creation::child(path);
     } else if let Some(path) = what.strip_prefix("runner:") {
         crate::runner_kills::child(path);
+    } else if let Some(spec) = what.strip_prefix("fork:") {
+        crate::fork::child(spec);
     }
 }
