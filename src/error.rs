@@ -120,6 +120,20 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A sync of the store failed earlier ("fsyncgate"): the operating system may have
+    /// dropped the unwritten pages while reads still show them, so the store is not opened
+    /// as it is. Recovery ([`StoreOptions::after_sync_failure`](crate::StoreOptions::after_sync_failure),
+    /// `resumable recover`) drops the file's cached pages and reopens what the disk holds.
+    #[error(
+        "an fsync of {store} failed earlier, so the system may still show writes that never reached the disk ({detail}); check the disk, then run `resumable recover {store}`, which drops the file's cached pages and keeps every commit the disk holds (rebooting the machine first is the surest way to drop them)"
+    )]
+    SyncFailed {
+        /// The store (its path, or a label for a simulated disk).
+        store: String,
+        /// What the marker beside the store recorded.
+        detail: String,
+    },
+
     /// The disk is full. The store is at its last good commit.
     #[error(
         "disk full while writing the store; free space, then reopen the store to resume from the last durable commit"
@@ -201,6 +215,7 @@ impl Error {
             Error::JobNotFound(_) => "JobNotFound",
             Error::Locked { .. } => "Locked",
             Error::NeedsRecovery { .. } => "NeedsRecovery",
+            Error::SyncFailed { .. } => "SyncFailed",
             Error::DiskFull(_) => "DiskFull",
             Error::Poisoned => "Poisoned",
             Error::Io(_) => "Io",

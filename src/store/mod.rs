@@ -42,6 +42,7 @@ mod segment;
 mod shard;
 mod snapshots;
 mod space;
+mod sync_failure;
 mod tables;
 mod verify;
 mod write;

@@ -12,6 +12,7 @@ use redb::{
 
 use super::create;
 use super::errors::{open_error, storage, unopenable};
+use super::sync_failure::{Marker, Watched};
 use super::tables;
 use crate::error::{Error, Result};
 
@@ -47,12 +48,17 @@ pub enum Concurrency {
 /// Options for opening a [`Store`].
 #[derive(Clone, Debug)]
 #[must_use]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches of a builder"
+)]
 pub struct StoreOptions {
     create: bool,
     verify_on_open: bool,
     read_only: bool,
     concurrency: Concurrency,
     cache_bytes: usize,
+    after_sync_failure: bool,
 }
 
 impl Default for StoreOptions {
@@ -63,6 +69,7 @@ impl Default for StoreOptions {
             read_only: false,
             concurrency: Concurrency::Auto,
             cache_bytes: 256 << 20,
+            after_sync_failure: false,
         }
     }
 }
@@ -109,6 +116,15 @@ impl StoreOptions {
     /// open as live readers, and are refused with [`Error::Locked`] by an exclusive writer.
     pub fn concurrency(mut self, concurrency: Concurrency) -> Self {
         self.concurrency = concurrency;
+        self
+    }
+
+    /// Recover a store whose sync failed ([`Error::SyncFailed`]): drop the file's cached
+    /// pages first, so the open reads what the disk holds, check every page, and remove the
+    /// failure marker once the store opened. Ignored by read-only opens, which keep
+    /// refusing such a store. Default: `false` (`resumable recover` sets it).
+    pub fn after_sync_failure(mut self, recover: bool) -> Self {
+        self.after_sync_failure = recover;
         self
     }
 
@@ -167,6 +183,13 @@ impl StoreOptions {
             }
             Ok(_) => {}
         }
+        // A store whose sync failed may show, through the page cache, a commit the disk
+        // never got: refused unless this open recovers it (after dropping the cached pages).
+        let marker = Arc::new(Marker::for_file(path));
+        let full_check = marker.check(
+            &path.display().to_string(),
+            self.after_sync_failure && !self.read_only,
+        )?;
         // redb verifies page checksums only when asked (verify_on_open, read-write): a plain
         // or read-only open of a damaged file can panic inside redb. Such a panic is turned
         // into `Unopenable` here rather than unwinding through the caller.
@@ -178,17 +201,18 @@ impl StoreOptions {
                     .map_err(|e| read_only_open_error(path, e))?;
                 Db::ReadOnly(db)
             } else {
-                let db = self
-                    .builder(self.live(), self.verify_on_open)
-                    .open(path)
-                    .map_err(|e| open_error(path, e))?;
+                let db = open_watched(
+                    &self.builder(self.live(), self.verify_on_open || full_check),
+                    path,
+                    &marker,
+                )?;
+                if full_check {
+                    marker.clear()?;
+                }
                 let options = self.clone();
                 let file = path.to_owned();
                 let reopen: Reopen = Box::new(move |live| {
-                    options
-                        .builder(live, false)
-                        .open(&file)
-                        .map_err(|e| open_error(&file, e))
+                    open_watched(&options.builder(live, false), &file, &marker)
                 });
                 Db::ReadWrite(RwLock::new(Writer::new(
                     db,
@@ -222,10 +246,15 @@ impl StoreOptions {
     #[cfg(feature = "testing")]
     pub fn open_on(&self, disk: &crate::testing::FaultDisk) -> Result<Store> {
         let label = "simulated disk";
+        let marker = Arc::new(Marker::Disk(disk.clone()));
+        let full_check = marker.check(label, self.after_sync_failure)?;
         let db = self
-            .builder(self.live(), self.verify_on_open)
-            .create_with_backend(disk.backend())
+            .builder(self.live(), self.verify_on_open || full_check)
+            .create_with_backend(Watched::new(disk.backend(), Arc::clone(&marker)))
             .map_err(|e| open_error(Path::new(label), e))?;
+        if full_check {
+            marker.clear()?;
+        }
         let fresh = {
             let txn = db.begin_read().map_err(storage)?;
             match txn.open_table(tables::STORE) {
@@ -242,7 +271,7 @@ impl StoreOptions {
         let reopen: Reopen = Box::new(move |live| {
             options
                 .builder(live, false)
-                .create_with_backend(disk.backend())
+                .create_with_backend(Watched::new(disk.backend(), Arc::clone(&marker)))
                 .map_err(|e| open_error(Path::new(label), e))
         });
         Store::from_db(
@@ -256,6 +285,20 @@ impl StoreOptions {
             None,
         )
     }
+}
+
+/// Opens the store file read-write on redb's file backend, watched for failed syncs.
+fn open_watched(builder: &redb::Builder, path: &Path, marker: &Arc<Marker>) -> Result<Database> {
+    let as_redb = |e: std::io::Error| redb::DatabaseError::Storage(redb::StorageError::Io(e));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| open_error(path, as_redb(e)))?;
+    let backend = redb::backends::FileBackend::new(file).map_err(|e| open_error(path, e))?;
+    builder
+        .create_with_backend(Watched::new(backend, Arc::clone(marker)))
+        .map_err(|e| open_error(path, e))
 }
 
 /// A read-only open's errors: a writer that admits no live readers, or a store that needs

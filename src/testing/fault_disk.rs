@@ -106,6 +106,8 @@ struct State {
     /// The 1-based read that fails with EIO (see [`FaultDisk::arm_read_error`]).
     read_error_at: Option<u64>,
     read_error_fired: bool,
+    /// The sync-failure marker "beside the store" (see [`FaultDisk::sync_failure_marker`]).
+    sync_marker: Option<String>,
 }
 
 /// One byte-range lock held by a backend instance.
@@ -220,6 +222,7 @@ impl std::fmt::Debug for State {
             .field("reads", &self.reads)
             .field("read_error_at", &self.read_error_at)
             .field("read_error_fired", &self.read_error_fired)
+            .field("sync_marker", &self.sync_marker)
             .finish()
     }
 }
@@ -311,6 +314,7 @@ impl FaultDisk {
             live: old.live.clone(),
             durable: old.durable.clone(),
             pending: old.pending.clone(),
+            sync_marker: old.sync_marker.clone(),
             ..State::default()
         };
         Self {
@@ -425,6 +429,40 @@ impl FaultDisk {
     #[must_use]
     pub fn crashed(&self) -> bool {
         self.lock().crashed
+    }
+
+    /// What the store recorded beside it when a sync failed (the library's
+    /// `.NAME.sync-failed` file, modelled): set by the failing process unless the disk had
+    /// crashed, kept by [`FaultDisk::after_process_kill`], absent on a disk made by
+    /// [`FaultDisk::from_image`] (a power loss drops the page cache, and with it the hazard
+    /// the marker warns of).
+    #[must_use]
+    pub fn sync_failure_marker(&self) -> Option<String> {
+        self.lock().sync_marker.clone()
+    }
+
+    pub(crate) fn set_sync_failure_marker(&self, text: String) {
+        let mut state = self.lock();
+        if !state.crashed {
+            state.sync_marker = Some(text);
+        }
+    }
+
+    pub(crate) fn clear_sync_failure_marker(&self) {
+        self.lock().sync_marker = None;
+    }
+
+    /// `posix_fadvise(POSIX_FADV_DONTNEED)` on the file: the page cache drops its clean
+    /// pages, so reads show the medium again, except where writes are still pending (dirty
+    /// pages stay). After a [`Fault::SyncDropsPages`] failure this brings back the medium's
+    /// view of the pages whose writeback failed.
+    pub fn drop_clean_pages(&self) {
+        let mut state = self.lock();
+        let mut live = state.durable.clone();
+        for op in &state.pending {
+            apply(&mut live, op);
+        }
+        state.live = live;
     }
 
     /// A copy of what reads see now.

@@ -262,30 +262,22 @@ fn eio_at_every_read_of_open_resume_verify_and_export_is_a_typed_io_error() {
     );
 }
 
+/// Linux's "fsyncgate" at every op: a failed `sync_data` drops the pending writes for
+/// good while reads (the page cache) still show them. The handle must be poisoned; the
+/// failing process leaves a marker beside the store, so a process that reopens the store on
+/// that page cache is refused with `SyncFailed` instead of taking the failed commit for
+/// durable; `after_sync_failure` (what `resumable recover` runs) drops the cached pages and
+/// reopens what the medium holds: no group the medium lacks is reported done or durable.
+/// Then the job runs on and the machine loses power at every 3rd op: nothing acknowledged
+/// is lost.
 #[test]
-fn fsyncgate_failed_sync_poisons_and_a_reopen_then_crash_loses_nothing_acknowledged() {
-    fsyncgate(false);
-}
-
-/// The strict half of the fsyncgate claim, which does not hold yet: a process that reopens
-/// the store on the same page cache after a failed commit sync sees that commit (redb's
-/// recovery accepts the header the page cache still shows) and reports its records durable,
-/// although the medium never got them. A later power loss then loses them (never an
-/// acknowledged one: the sweep above proves that).
-#[test]
-#[ignore = "known limitation (fsyncgate): a reopen on the same page cache reports the failed commit's records durable; see docs/TESTING.md"]
-fn fsyncgate_reopen_on_the_page_cache_reports_nothing_unacknowledged_durable() {
-    fsyncgate(true);
-}
-
-fn fsyncgate(strict: bool) {
+fn fsyncgate_failed_sync_poisons_refuses_reopen_and_recovery_reads_the_medium() {
     let started = Instant::now();
     let w = workload();
     let base = base_image(&w);
     let total = measured_ops(&base, &w);
-    let (mut syncs, mut cases) = (0u64, 0u64);
+    let (mut syncs, mut cases, mut marked) = (0u64, 0u64, 0u64);
     let mut failures: Vec<String> = Vec::new();
-    let mut reported_unacked = 0u64;
     for at_op in 1..=total {
         let disk = FaultDisk::from_image(base.clone());
         disk.arm(at_op, Fault::SyncDropsPages);
@@ -308,9 +300,29 @@ fn fsyncgate(strict: bool) {
         // The process restarts on the same page cache (which shows the dropped writes) and
         // runs on; then the machine loses power at each later op.
         let reopened = disk.after_process_kill();
-        // The reopen sees the page cache; it must not call a group done (durable) that
-        // the medium does not hold (a group the medium holds may be reported: its commit
-        // was durable though the call failed after the sync).
+        // A failed sync left the marker: a plain reopen on the page cache is refused, and
+        // the recovery (as `resumable recover` runs it) drops the cached pages and clears it.
+        if reopened.sync_failure_marker().is_some() {
+            marked += 1;
+            match StoreOptions::new().open_on(&reopened.after_process_kill()) {
+                Err(Error::SyncFailed { .. }) => {}
+                Err(e) => panic!("op {at_op}: a reopen after a failed sync: {e:?}"),
+                Ok(_) => panic!("op {at_op}: a reopen after a failed sync was not refused"),
+            }
+            drop(
+                StoreOptions::new()
+                    .after_sync_failure(true)
+                    .open_on(&reopened)
+                    .unwrap_or_else(|e| panic!("op {at_op}: recovery after a failed sync: {e:?}")),
+            );
+            assert!(
+                reopened.sync_failure_marker().is_none(),
+                "op {at_op}: recovery left the marker"
+            );
+        }
+        // The reopen must not call a group done (durable) that the medium does not hold (a
+        // group the medium holds may be reported: its commit was durable though the call
+        // failed after the sync).
         {
             let on_medium = {
                 let store = StoreOptions::new()
@@ -331,10 +343,7 @@ fn fsyncgate(strict: bool) {
                     .copied()
                     .filter(|&id| job.is_durable(id))
                     .collect();
-                reported_unacked += 1;
-                if strict {
-                    failures.push(format!("failed sync at op {at_op}: the reopen on the page cache reports {} groups done that the medium does not hold, ids {durable:?} durable", g - on_medium));
-                }
+                failures.push(format!("failed sync at op {at_op}: the reopen on the page cache reports {} groups done that the medium does not hold, ids {durable:?} durable", g - on_medium));
             }
         }
         let ops2 = {
@@ -368,13 +377,17 @@ fn fsyncgate(strict: bool) {
         }
     }
     println!(
-        "fsyncgate: {total} ops armed, {syncs} failed a run ({cases} reopen-then-power-loss cases); \
-         {reported_unacked} reopens reported an unacknowledged group done; {} failures; {:.1} s",
+        "fsyncgate: {total} ops armed, {syncs} failed a run, {marked} of them at a sync (marker left, \
+         reopen refused, recovered from the medium); {cases} reopen-then-power-loss cases; {} failures; {:.1} s",
         failures.len(),
         started.elapsed().as_secs_f64()
     );
     for f in failures.iter().take(12) {
         println!("  {f}");
     }
+    assert!(
+        marked > 0,
+        "no failed sync left its marker: the scenario never hit a sync"
+    );
     assert!(failures.is_empty());
 }

@@ -139,6 +139,9 @@ fn advice(e: &resumable::Error, at_open: bool) -> &'static str {
         E::NeedsRecovery { .. } => {
             "run `resumable recover STORE` (or the job again) to recover it, or add --recover to this command; recovery keeps every durable commit"
         }
+        E::SyncFailed { .. } => {
+            "check the disk (dmesg, SMART), then run `resumable recover STORE`: it drops the file's cached pages and keeps every commit the disk holds; if the machine has not rebooted since, rebooting first is the surest way"
+        }
         E::DiskFull(_) => {
             "free space on the disk, then retry: the store is at its last durable commit"
         }

@@ -60,7 +60,8 @@ Read commands (status, ranges, snapshots, lineage, export, dead-letters, verify)
 store as live readers: they work while a job runs on it and see its commits as they land,
 and they never write. A store whose job crashed needs recovery first: they refuse it with
 that advice (kind needs_recovery), unless --recover is given; `resumable recover STORE`
-runs recovery alone. Jobs with one-record commits or deferred durability hold the store
+runs recovery alone. After a failed fsync every command refuses the store (kind
+sync_failed) until `resumable recover STORE` drops its cached pages. Jobs with one-record commits or deferred durability hold the store
 exclusively (live readers would slow them): readers then get kind locked. Logs go to
 stderr; set RUST_LOG (e.g. RUST_LOG=info) for more. --json (every command but export,
 which has --format) prints the stable shape documented in the command's --help; when the
@@ -68,7 +69,7 @@ command fails it prints instead, with the same exit code:
   {\"error\": {\"kind\": S, \"message\": S, \"advice\": S}}
 kind is what went wrong: usage (also for bad arguments), io (a missing store file among
 others), not_a_store, unsupported_format, corrupt, storage (the storage engine cannot read
-the file), job_mismatch, job_not_found, locked, needs_recovery, disk_full, poisoned, lifecycle, record,
+the file), job_mismatch, job_not_found, locked, needs_recovery, sync_failed, disk_full, poisoned, lifecycle, record,
 panicked, snapshot_not_found, invalid_argument, internal (resumable failed), or other.
 message is what stderr says; advice what to do.";
 

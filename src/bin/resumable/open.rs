@@ -82,7 +82,7 @@ pub(crate) fn read(path: &Path, recover: bool) -> anyhow::Result<Store> {
     require_file(path)?;
     match Store::open_read_only(path) {
         Ok(store) => Ok(store),
-        Err(Error::NeedsRecovery { .. }) if recover => {
+        Err(Error::NeedsRecovery { .. } | Error::SyncFailed { .. }) if recover => {
             recover_store(path)?;
             Store::open_read_only(path)
                 .map_err(|e| anyhow::Error::new(e).context(CannotOpen(path.to_owned())))
@@ -92,13 +92,20 @@ pub(crate) fn read(path: &Path, recover: bool) -> anyhow::Result<Store> {
 }
 
 /// Runs crash recovery on a store no live process holds: a read-write open (which recovers,
-/// then checks every page checksum), closed at once. Says so on stderr.
+/// then checks every page checksum), closed at once. After a failed sync it first drops the
+/// file's cached pages and removes the failure marker. Says so on stderr.
 pub(crate) fn recover_store(path: &Path) -> anyhow::Result<()> {
     note(format_args!(
         "note: {} was not shut down cleanly; running crash recovery (every durable commit is kept)",
         path.display()
     ));
-    drop(write(path)?);
+    require_file(path)?;
+    let store = StoreOptions::new()
+        .create(false)
+        .after_sync_failure(true)
+        .open(path)
+        .map_err(|e| anyhow::Error::new(e).context(CannotOpen(path.to_owned())))?;
+    drop(store);
     Ok(())
 }
 

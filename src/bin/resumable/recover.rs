@@ -19,6 +19,13 @@ Recovery keeps every durable commit and drops only what never became durable; th
 of the job would do the same on its own. A store that is clean, or held by a running job
 (which owns its recovery), is left alone.
 
+It also recovers a store whose fsync failed (error kind sync_failed): the operating system
+may then still show writes that never reached the disk, so every open refuses the store
+until this command drops the file's cached pages (posix_fadvise DONTNEED), reopens what
+the disk holds with a check of every page, and removes the marker `.STORE.sync-failed`
+that the failing process left beside it. Rebooting the machine first is the surest way to
+drop the cached pages; check the disk before you go on.
+
 Exit code 0 when the store is clean afterwards (recovered or already clean), 1 when it
 cannot be opened (not a store, damaged, or held by a writer that admits no live readers).
 
@@ -49,7 +56,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     // exactly when the file needs recovery nobody is running.
     let recovered = match Store::open_read_only(path) {
         Ok(_) => false,
-        Err(Error::NeedsRecovery { .. }) => {
+        Err(Error::NeedsRecovery { .. } | Error::SyncFailed { .. }) => {
             open::recover_store(path)?;
             true
         }
