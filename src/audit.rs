@@ -31,7 +31,9 @@ pub enum AuditSample {
 }
 
 impl AuditSample {
-    fn picks(&self, id: u64) -> bool {
+    /// Whether the sample picks record `id`.
+    #[must_use]
+    pub fn picks(&self, id: u64) -> bool {
         match self {
             AuditSample::Share { share, seed } => {
                 let h = codec::fnv64(&[&id.to_le_bytes(), &seed.to_le_bytes()]);
@@ -86,6 +88,38 @@ impl AuditReport {
 /// How many differences and failures a report lists.
 const SHOWN: usize = 5;
 
+impl AuditReport {
+    /// Counts a record whose output matched. For audits that run the processing
+    /// themselves (`resumable run --audit`); [`Store::audit`] and
+    /// [`Runner::audit`](crate::Runner::audit) count for you.
+    pub fn add_match(&mut self) {
+        self.checked += 1;
+        self.matched += 1;
+    }
+
+    /// Counts a record whose output differed; the report keeps the lowest few ids.
+    pub fn add_difference(&mut self, id: u64, stored: String, recomputed: String) {
+        self.checked += 1;
+        self.differed += 1;
+        self.first_differences.push(AuditDiff {
+            id,
+            stored,
+            recomputed,
+        });
+        self.first_differences.sort_by_key(|d| d.id);
+        self.first_differences.truncate(SHOWN);
+    }
+
+    /// Counts a record whose processing failed; the report keeps the lowest few ids.
+    pub fn add_failure(&mut self, id: u64, error: String) {
+        self.checked += 1;
+        self.failed += 1;
+        self.first_failures.push((id, error));
+        self.first_failures.sort_by_key(|f| f.0);
+        self.first_failures.truncate(SHOWN);
+    }
+}
+
 impl Store {
     /// Re-runs the records `sample` picks through `process` and compares each result with
     /// the stored output, byte for byte; the store is not changed (it may be opened
@@ -109,33 +143,19 @@ impl Store {
             if !sample.picks(stored.id) {
                 return Ok(true);
             }
-            report.checked += 1;
             match process(stored.id) {
-                Err(e) => {
-                    report.failed += 1;
-                    if report.first_failures.len() < SHOWN {
-                        report.first_failures.push((stored.id, e.to_string()));
-                    }
-                }
+                Err(e) => report.add_failure(stored.id, e.to_string()),
                 Ok(output) => {
                     let bytes = codec::encode(&output).unwrap_or_default();
                     if bytes == stored.payload {
-                        report.matched += 1;
+                        report.add_match();
                     } else {
-                        report.differed += 1;
-                        if report.first_differences.len() < SHOWN {
-                            let json = |v: &O| {
-                                serde_json::to_string(v).unwrap_or_else(|e| format!("({e})"))
-                            };
-                            let old = stored
-                                .decode::<O>()
-                                .map_or_else(|e| format!("(undecodable: {e})"), |v| json(&v));
-                            report.first_differences.push(AuditDiff {
-                                id: stored.id,
-                                stored: old,
-                                recomputed: json(&output),
-                            });
-                        }
+                        let json =
+                            |v: &O| serde_json::to_string(v).unwrap_or_else(|e| format!("({e})"));
+                        let old = stored
+                            .decode::<O>()
+                            .map_or_else(|e| format!("(undecodable: {e})"), |v| json(&v));
+                        report.add_difference(stored.id, old, json(&output));
                     }
                 }
             }

@@ -1276,3 +1276,22 @@ fn sigterm_stops_the_demo_cleanly_with_the_retry_exit_code_and_a_rerun_completes
     let v = json(&["status", s(&path), "--json"]);
     assert_eq!(v["jobs"][0]["lifecycle"], "completed");
 }
+
+/// Logs piped away from a terminal (a file, a scheduler's collector) carry no colour codes.
+#[test]
+fn logs_to_a_pipe_are_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plain.redb");
+    let o = bin()
+        .args(["demo", path.to_str().unwrap(), "--records", "100"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("INFO"), "info logs were written: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "colour codes in piped logs: {err:?}"
+    );
+}

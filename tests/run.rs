@@ -741,3 +741,111 @@ fn sigterm_stops_cleanly_with_exit_75_and_a_rerun_completes() {
         "the rerun used the recorded index"
     );
 }
+
+/// `run --audit SHARE`: re-runs a sample of the done records through the command and
+/// compares with the stored outputs. A deterministic worker (filter mode and
+/// `--per-record`) matches on every record; one that adds a random number differs on every
+/// record (exit 1, the lowest ids listed with both outputs); the store file is not changed
+/// by any audit; a bad share is a usage error and a missing store a problem.
+#[test]
+fn run_audit_passes_a_deterministic_worker_and_finds_a_non_deterministic_one() {
+    let env = Env::new();
+    env.write("upper.py", UPPER);
+    env.write(
+        "random.py",
+        r#"
+import sys, json, random
+for line in sys.stdin:
+    line = line.rstrip("\n")
+    print(json.dumps({"up": line.upper(), "n": len(line), "r": random.random()}), flush=True)
+"#,
+    );
+    env.write(
+        "upper_once.py",
+        r#"
+import sys, json
+line = sys.stdin.readline().rstrip("\n")
+print(json.dumps({"up": line.upper(), "n": len(line)}))
+"#,
+    );
+    let input = env.write("in.txt", lines(600));
+    let store = env.s("s.redb");
+    let o = env.run(
+        &store,
+        &["--input", &input, "--workers", "2"],
+        &["python3", "-u", "upper.py"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let before = std::fs::read(&store).unwrap();
+
+    let audit = |share: &str, extra: &[&str], script: &str| {
+        let mut args = vec!["--input", input.as_str(), "--audit", share];
+        args.extend_from_slice(extra);
+        env.run(&store, &args, &["python3", "-u", script])
+    };
+    let o = audit("0.25", &[], "upper.py");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = json_of(&o);
+    let checked = v["checked"].as_u64().unwrap();
+    assert!((80..=220).contains(&checked), "about a quarter of 600: {v}");
+    assert_eq!(v["matched"].as_u64(), Some(checked), "{v}");
+    assert_eq!(
+        (v["differed"].as_u64(), v["failed"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(v["deterministic"], true);
+
+    // Same seed, same sample; --per-record starts a process per record, so a small share.
+    let o = audit("0.25", &[], "upper.py");
+    assert_eq!(
+        json_of(&o)["checked"].as_u64(),
+        Some(checked),
+        "same seed, same sample"
+    );
+    let o = audit("0.03", &["--per-record", "--workers", "1"], "upper_once.py");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = json_of(&o);
+    let few = v["checked"].as_u64().unwrap();
+    assert!(few > 0 && v["matched"].as_u64() == Some(few), "{v}");
+
+    let o = audit("0.25", &[], "random.py");
+    assert_eq!(code(&o), 1, "a non-deterministic worker fails the audit");
+    let v = json_of(&o);
+    assert_eq!(v["checked"].as_u64(), Some(checked), "{v}");
+    assert_eq!(v["differed"].as_u64(), Some(checked), "{v}");
+    assert_eq!(v["deterministic"], false);
+    let diffs = v["first_differences"].as_array().unwrap();
+    assert_eq!(diffs.len(), 5, "{v}");
+    let ids: Vec<u64> = diffs.iter().map(|d| d["id"].as_u64().unwrap()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "lowest ids, ascending: {ids:?}"
+    );
+    for d in diffs {
+        let stored: Value = serde_json::from_str(d["stored"].as_str().unwrap()).unwrap();
+        let now: Value = serde_json::from_str(d["recomputed"].as_str().unwrap()).unwrap();
+        assert_eq!(stored["up"], now["up"], "{d}");
+        assert!(stored.get("r").is_none() && now.get("r").is_some(), "{d}");
+    }
+    let o = audit("1", &["--audit-seed", "9"], "random.py");
+    assert_eq!(code(&o), 1);
+    assert_eq!(
+        json_of(&o)["checked"].as_u64(),
+        Some(600),
+        "share 1: every record"
+    );
+
+    assert!(
+        std::fs::read(&store).unwrap() == before,
+        "an audit changes nothing"
+    );
+    let o = audit("0", &[], "upper.py");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let o = env.run(
+        &env.s("missing.redb"),
+        &["--input", &input, "--audit", "0.5"],
+        &["python3", "-u", "upper.py"],
+    );
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(!env.path("missing.redb").exists());
+}

@@ -19,8 +19,8 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use resumable::{
-    ChainStop, CommitPolicy, Error, Fold, JobOptions, SalvageOptions, SalvageReport, Store,
-    StoreOptions,
+    ChainStop, CommitPolicy, Error, Fold, JobOptions, RedoSelection, SalvageOptions, SalvageReport,
+    Store, StoreOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -405,6 +405,105 @@ fn rewound_store_never_resurrects_the_dropped_branch() {
             job.unused_segments.iter().any(|u| u.reason == "competing"),
             "a fork lists the competing segments"
         );
+    }
+}
+
+/// A job that had a redo: salvage applies the redo entry as a reader does. Before the
+/// re-run, the removed outputs and dead letters stay removed (their bytes, and old copies of
+/// the done ranges, index and dead-letter rows, are still in the file); after it, only the
+/// re-run outputs are found. Either way the salvaged store holds exactly the original's
+/// outputs and dead letters, passes verify, and a rerun ends where the original's ends.
+#[test]
+fn salvage_applies_redo_entries_and_never_resurrects_removed_outputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("original.redb");
+    run(&path, 0..RECORDS, true);
+    let redone = 100..300u64;
+    let store = Store::open(&path).expect("open");
+    let redo = store
+        .redo(JOB, &RedoSelection::Range(redone.clone()), "ops", false)
+        .expect("redo");
+    let dead_in_range = redone.clone().filter(|&id| is_dead(id)).count() as u64;
+    assert_eq!(redo.output_count + redo.dead_letters.len() as u64, 200);
+    assert_eq!(redo.dead_letters.len() as u64, dead_in_range);
+    drop(store);
+    let rerun_path = dir.path().join("rerun.redb");
+    std::fs::copy(&path, &rerun_path).expect("copy");
+    run(&rerun_path, 0..RECORDS, true);
+
+    for (case, original_path) in [("redo-pending", &path), ("redo-rerun", &rerun_path)] {
+        let original = outputs(original_path);
+        let dead = dead_letters(original_path);
+        if case == "redo-pending" {
+            assert!(original.keys().all(|id| !redone.contains(id)));
+            assert!(dead.keys().all(|id| !redone.contains(id)));
+        }
+        let damaged = dir.path().join(format!("{case}.damaged.redb"));
+        std::fs::copy(original_path, &damaged).expect("copy");
+        damage(&damaged, |b| b[64..320].fill(0));
+        assert_open_fails_typed(&damaged, case);
+        let into = dir.path().join(format!("{case}.salvaged.redb"));
+        let report = Store::salvage(&damaged, &into).expect("salvage runs");
+        let job = &report.jobs[0];
+        println!(
+            "{case}: salvaged {} of {} commits, {} records, {} dead letters",
+            job.commits_salvaged,
+            job.highest_seq_seen,
+            job.records_salvaged,
+            job.dead_letters_salvaged
+        );
+        assert!(report.verified, "{case}: the salvaged store fails verify");
+        assert_eq!(job.commits_salvaged, job.highest_seq_seen, "{case}");
+        let store = StoreOptions::new()
+            .create(false)
+            .open(&into)
+            .expect("the salvaged store opens");
+        let verify = store.verify_job(JOB).expect("verify runs");
+        assert!(verify.is_ok(), "{case}: {:?}", verify.problems);
+        let lineage = store.lineage(JOB, 0, usize::MAX).expect("lineage");
+        assert!(
+            lineage.iter().any(|e| e.redo.is_some()),
+            "{case}: the redo entry is in the salvaged chain"
+        );
+        let done = store
+            .job::<Sum>(JOB, options())
+            .expect("open the job")
+            .done_count();
+        drop(store);
+        assert_eq!(
+            outputs(&into),
+            original,
+            "{case}: outputs, commit by commit"
+        );
+        assert_eq!(dead_letters(&into), dead, "{case}: dead letters");
+        assert_eq!(
+            done,
+            (original.len() + dead.len()) as u64,
+            "{case}: done = live outputs + dead letters"
+        );
+
+        // Both stores finish the job the same way: the redone records once, folded last.
+        let expected_state = if case == "redo-pending" {
+            let twin = dir.path().join(format!("{case}.twin.redb"));
+            std::fs::copy(original_path, &twin).expect("copy");
+            run(&twin, 0..RECORDS, true)
+        } else {
+            let store = Store::open(original_path).expect("open");
+            let job = store.job::<Sum>(JOB, options()).expect("open the job");
+            let state = job.state();
+            Sum {
+                count: state.count,
+                digest: state.digest,
+            }
+        };
+        let state = run(&into, 0..RECORDS, true);
+        assert_eq!(state, expected_state, "{case}: state after the rerun");
+        let (ref_outputs, _) = reference_run();
+        let payloads: BTreeMap<u64, Vec<u8>> = outputs(&into)
+            .into_iter()
+            .map(|(id, (_, p))| (id, p))
+            .collect();
+        assert_eq!(&payloads, ref_outputs, "{case}: outputs after the rerun");
     }
 }
 

@@ -367,8 +367,8 @@ impl<S: Fold> Job<S> {
             sealed.output_ranges().iter().map(|&(s, e)| s..e).collect();
         let dead_ids = sealed.dead_ids().to_vec();
         let outputs_committed = sealed.output_count();
-        let hash = sealed.hash();
         let landed = self.store.commit(sealed, state, lifecycle, durable)?;
+        let hash = landed.hash;
         dart.disarm();
 
         // The commit landed: advance the bookkeeping.

@@ -431,6 +431,38 @@ fn verify_names_a_tampered_output() {
     }
 }
 
+/// An edit that also fixes the record's CRC (a deliberate one) passes every CRC check; the
+/// BLAKE3 outputs hash of its commit's lineage entry names it, and the output is otherwise
+/// read back as stored (the CRC is for accidents, the chain for edits).
+#[test]
+fn verify_names_the_commit_of_an_output_edited_with_its_crc_fixed() {
+    let (_d, path) = fresh();
+    {
+        let store = Store::open(&path).expect("open");
+        let mut job = store.job::<Sum>("j", small_groups()).expect("job");
+        for id in 0..9 {
+            job.submit(id, id).expect("submit");
+        }
+        job.flush().expect("flush");
+    }
+    damage::edit_output_fixing_its_crc(&path, "j", 4);
+    let store = StoreOptions::new().open(&path).expect("open");
+    let report = store.verify_job("j").expect("verify");
+    assert!(!report.is_ok(), "{report:?}");
+    let first = &report.problems[0];
+    assert!(
+        first.item.contains("lineage entry 2") && first.detail.contains("hash of its outputs"),
+        "ids 3..6 are commit 2: {report:?}"
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .all(|p| !p.item.contains("output of record")),
+        "the CRC passes: {report:?}"
+    );
+}
+
 #[test]
 fn commit_state_is_independent_of_records_done() {
     // Progress memory is ranges, not ids: a million contiguous ids is one range.

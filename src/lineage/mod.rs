@@ -118,6 +118,14 @@ impl EntryRecord {
         entry
     }
 
+    /// This entry with `outputs_hash` set and its hash computed again.
+    pub(crate) fn with_outputs_hash(&self, outputs_hash: ChainHash) -> Self {
+        let mut entry = self.clone();
+        entry.outputs_hash = outputs_hash;
+        entry.hash = entry.compute_hash();
+        entry
+    }
+
     /// Whether this is a format-3 entry (BLAKE3 chain).
     pub(crate) fn is_v3(&self) -> bool {
         self.code_version.is_some()

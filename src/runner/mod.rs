@@ -4,6 +4,7 @@
 //! See [`Runner`] for the threads and channels.
 
 mod adaptive;
+mod audit;
 mod committer;
 mod context;
 mod feeder;

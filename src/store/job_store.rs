@@ -19,6 +19,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::claim::Claim;
+use super::hasher::Hasher;
 use super::meta::{self, JobMeta};
 use super::open::Store;
 use super::outputs::Outputs;
@@ -30,7 +31,7 @@ use super::segment;
 use super::snapshots::{self, SnapshotBook};
 use super::tables::JobTables;
 use super::verify::CheckedSnapshots;
-use super::write::{self, CommitPlan};
+use super::write::{self, CommitPlan, SegmentWrite};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::lifecycle::JobState;
@@ -128,40 +129,25 @@ impl GroupBuilder {
     }
 
     /// Builds the lineage entry (chained to `prev_hash`, made by `code_version`) and the
-    /// segment.
+    /// segment. The entry's outputs hash is computed when the group is committed
+    /// ([`JobStore::commit`], possibly on the hasher thread): the segment is built around
+    /// a placeholder entry of the same encoded length (the hash is 32 bytes either way).
     pub(crate) fn seal(self, prev_hash: ChainHash, code_version: &str) -> Result<SealedGroup> {
-        let ranges = ids_to_ranges(&self.output_ids);
-        let time_ms = now_ms();
-        let entry_with = |outputs_hash| {
-            EntryRecord::new_v3(
-                self.seq,
-                time_ms,
-                ranges.clone(),
-                self.dead_ids.clone(),
-                outputs_hash,
-                prev_hash,
-                code_version.to_owned(),
-                None,
-            )
-        };
-        // The outputs hash is BLAKE3 over the records as the segment stores them, one
-        // contiguous area, hashed in one call (SIMD across its 1 KiB chunks). The entry
-        // precedes the area but its encoded length does not depend on the hash (32 bytes),
-        // so the segment is built around a placeholder entry, then the entry is written in.
-        let placeholder = lineage::seal_entry(&entry_with(ChainHash::ZERO))?;
-        let mut segment = segment::build(&placeholder, &self.outputs)?;
-        let area = segment::LEN + placeholder.len();
-        let outputs_hash = ChainHash::Blake3(*blake3::hash(&segment[area..]).as_bytes());
-        let entry = entry_with(outputs_hash);
-        let sealed_entry = lineage::seal_entry(&entry)?;
-        if sealed_entry.len() != placeholder.len() {
-            return Err(Error::InvalidArgument(
-                "a lineage entry changed size with its outputs hash".into(),
-            ));
-        }
-        segment[segment::LEN..area].copy_from_slice(&sealed_entry);
+        let entry = EntryRecord::new_v3(
+            self.seq,
+            now_ms(),
+            ids_to_ranges(&self.output_ids),
+            self.dead_ids,
+            ChainHash::Blake3([0; 32]),
+            prev_hash,
+            code_version.to_owned(),
+            None,
+        );
+        let placeholder = lineage::seal_entry(&entry)?;
+        let segment = segment::build(&placeholder, &self.outputs)?;
         Ok(SealedGroup {
             entry,
+            area: segment::LEN + placeholder.len(),
             segment,
             dead: self.dead,
             output_count: self.output_ids.len() as u64,
@@ -172,8 +158,11 @@ impl GroupBuilder {
 /// A group ready to commit: its lineage entry, segment and sealed dead letters.
 #[derive(Debug)]
 pub(crate) struct SealedGroup {
+    /// The entry with a placeholder outputs hash (and so a placeholder hash).
     entry: EntryRecord,
     segment: Vec<u8>,
+    /// Where the record area starts in `segment` (after the length and the entry).
+    area: usize,
     dead: Vec<(u64, Vec<u8>)>,
     output_count: u64,
 }
@@ -181,11 +170,6 @@ pub(crate) struct SealedGroup {
 impl SealedGroup {
     pub(crate) fn seq(&self) -> u64 {
         self.entry.seq
-    }
-
-    /// The entry's hash: the next commit's `prev_hash`.
-    pub(crate) fn hash(&self) -> ChainHash {
-        self.entry.hash
     }
 
     /// Output ids as half-open ranges.
@@ -209,6 +193,8 @@ pub(crate) struct Landed {
     pub bytes_written: u64,
     /// The snapshot written with it, if one was.
     pub snapshot: Option<Written>,
+    /// The commit's lineage entry hash: the next commit's `prev_hash`.
+    pub hash: ChainHash,
 }
 
 /// One open job's handle on its tables (see the module docs). Holds the job's claim.
@@ -227,6 +213,8 @@ pub(crate) struct JobStore {
     announced_dirty: bool,
     /// The store is format 2: the next entry (format 3) marks it format 3.
     format_upgrade: bool,
+    /// Hashes large commits' outputs off the writer's critical path.
+    hasher: Hasher,
 }
 
 impl JobStore {
@@ -295,6 +283,7 @@ impl JobStore {
             announced,
             announced_dirty: false,
             format_upgrade,
+            hasher: Hasher::default(),
         };
         Ok((job, loaded))
     }
@@ -423,8 +412,31 @@ impl JobStore {
                 lifecycle: to,
                 ..self.meta.clone()
             });
+        // The outputs hash runs on the hasher thread (large groups) while the transaction
+        // writes everything else and copies the segment in; the entry is sealed last.
+        let area = group.area;
+        let segment = Arc::new(group.segment);
+        let how = self.hasher.start(seq, &segment, area);
+        let template = &group.entry;
+        let hasher = &self.hasher;
+        let final_entry = std::cell::OnceCell::new();
+        let seal_entry = || -> Result<Vec<u8>> {
+            let entry = template.with_outputs_hash(hasher.finish(&how, &segment, area));
+            let sealed = lineage::seal_entry(&entry)?;
+            if segment::LEN + sealed.len() != area {
+                return Err(Error::InvalidArgument(
+                    "a lineage entry changed size with its outputs hash".into(),
+                ));
+            }
+            let _ = final_entry.set(entry.hash);
+            Ok(sealed)
+        };
         let plan = CommitPlan {
-            segment: Some((seq, group.segment)),
+            segment: Some(SegmentWrite {
+                seq,
+                bytes: &segment,
+                entry: &seal_entry,
+            }),
             dead_letters: &group.dead,
             remove_dead: &[],
             ranges: ranges.as_ref(),
@@ -453,9 +465,13 @@ impl JobStore {
                 freed_bytes: 0,
             }
         });
+        let hash = final_entry.into_inner().ok_or_else(|| {
+            Error::InvalidArgument("a commit landed without its lineage entry".into())
+        })?;
         Ok(Landed {
             bytes_written,
             snapshot,
+            hash,
         })
     }
 

@@ -24,6 +24,7 @@ mod chain;
 mod claim;
 mod create;
 mod errors;
+mod hasher;
 mod input;
 mod inspect;
 mod job_store;

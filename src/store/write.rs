@@ -14,8 +14,8 @@ use crate::progress::RangeDiff;
 /// Everything one commit writes; applied in a single write transaction.
 #[derive(Debug, Default)]
 pub(crate) struct CommitPlan<'a> {
-    /// `(seq, segment)`: the commit's lineage entry and outputs (see `store::segment`).
-    pub segment: Option<(u64, Vec<u8>)>,
+    /// The commit's lineage entry and outputs (see `store::segment`), written last.
+    pub segment: Option<SegmentWrite<'a>>,
     /// Sealed dead letters, by id.
     pub dead_letters: &'a [(u64, Vec<u8>)],
     /// Dead letters to delete (requeue).
@@ -39,6 +39,25 @@ pub(crate) struct CommitPlan<'a> {
     /// fsync before returning (redb's immediate durability) or not (redb's `None`, made
     /// durable by the next durable commit).
     pub durable: bool,
+}
+
+/// A commit's segment, written last in its transaction: its value is reserved and `bytes`
+/// copied in (a placeholder entry included), then `entry` gives the sealed lineage entry
+/// (whose outputs hash may have been computed meanwhile on the hasher thread), written over
+/// the placeholder. An error from `entry` aborts the transaction.
+pub(crate) struct SegmentWrite<'a> {
+    pub seq: u64,
+    pub bytes: &'a [u8],
+    pub entry: &'a dyn Fn() -> Result<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SegmentWrite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentWrite")
+            .field("seq", &self.seq)
+            .field("len", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Creates a job's metadata and tables in one durable commit, with the rows of its
@@ -73,10 +92,6 @@ pub(crate) fn commit(inner: &StoreInner, tables: &JobTables, plan: &CommitPlan<'
     if !plan.durable && !inner.live_readers() {
         txn.set_durability(redb::Durability::None)
             .map_err(|e| Error::Storage(Box::new(e)))?;
-    }
-    if let Some((seq, bytes)) = &plan.segment {
-        let mut t = txn.open_table(tables.log()).map_err(storage)?;
-        t.insert(seq, bytes.as_slice()).map_err(storage)?;
     }
     if !plan.dead_letters.is_empty() || !plan.remove_dead.is_empty() {
         let mut t = txn.open_table(tables.dead()).map_err(storage)?;
@@ -128,6 +143,22 @@ pub(crate) fn commit(inner: &StoreInner, tables: &JobTables, plan: &CommitPlan<'
     }
     if let Some(format) = plan.format {
         set_format(&txn, format)?;
+    }
+    if let Some(seg) = &plan.segment {
+        let mut t = txn.open_table(tables.log()).map_err(storage)?;
+        let mut value = t
+            .insert_reserve(seg.seq, seg.bytes.len())
+            .map_err(storage)?;
+        value.as_mut().copy_from_slice(seg.bytes);
+        let entry = (seg.entry)()?;
+        let at = super::segment::LEN;
+        value
+            .as_mut()
+            .get_mut(at..at + entry.len())
+            .ok_or_else(|| {
+                Error::InvalidArgument("a lineage entry is longer than its segment".into())
+            })?
+            .copy_from_slice(&entry);
     }
     txn.commit().map_err(storage)
 }

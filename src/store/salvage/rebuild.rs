@@ -18,6 +18,11 @@
 //! - Dead letters: a found row is kept when a salvaged commit dead-lettered its id and no
 //!   salvaged commit stored an output for it (single-job stores only: a row does not name
 //!   its job either). Of several copies, the newest (`time_ms`, then attempts) is kept.
+//! - Redo entries are part of the chain (they are lineage entries like any commit) and are
+//!   applied as a reader applies them: the outputs a redo removed are not done and not in
+//!   the id index of the new store (their bytes stay in their segments, which the chain's
+//!   hashes cover), and the dead letters it removed are not kept even when an old copy of
+//!   the row survives in the file. A dead letter committed again after the redo is kept.
 //! - No snapshot is written: without the job's state type a snapshot cannot be checked
 //!   against the outputs, so the state is rebuilt by replay when the job is opened.
 
@@ -35,6 +40,7 @@ use crate::lineage::ChainHash;
 use crate::progress::RangeSet;
 use crate::store::create;
 use crate::store::errors::storage;
+use crate::store::live::Live;
 use crate::store::meta::JobMeta;
 use crate::store::read;
 use crate::store::records::DeadLetterRecord;
@@ -50,6 +56,10 @@ struct JobPlan<'a> {
     meta: JobMeta,
     chain: Vec<&'a FoundSegment>,
     dead: Vec<(u64, &'a [u8])>,
+    /// The outputs the chain leaves live (redo entries applied), for the id index.
+    runs: Vec<read::Run>,
+    /// Live outputs, for the done ranges (the kept dead letters are added when written).
+    outputs: RangeSet,
 }
 
 pub(super) fn plan_and_write(
@@ -283,12 +293,24 @@ fn plan_job<'a>(
     unused_segments.sort_by(|a, b| (a.seq, &a.hash).cmp(&(b.seq, &b.hash)));
 
     let chain: Vec<&FoundSegment> = chain.iter().map(|&i| graph.segments[i]).collect();
-    let mut outputs = RangeSet::new();
+    // The chain is replayed as a reader would: a redo entry removes the outputs it lists
+    // (they stay in their segments, and in the chain, but are no longer outputs) and the
+    // dead letters it lists (stale copies of those rows may still be in the file).
+    let mut live = Live::new();
     let mut dead_ids = BTreeSet::new();
     for seg in &chain {
-        outputs.extend(seg.entry.output_ids());
+        if let Some(redo) = &seg.entry.redo {
+            for id in &redo.dead_letters {
+                dead_ids.remove(id);
+            }
+        }
+        // The chain's hashes verified: a conflict here is what the store itself held,
+        // and verify reports it on the new store as it would on the old one.
+        let _ = live.add(&seg.entry);
         dead_ids.extend(seg.entry.dead_letters.iter().copied());
     }
+    let outputs = live.outputs();
+    let runs: Vec<read::Run> = live.runs().collect();
     dead_ids.retain(|id| !outputs.contains(*id));
     let dead = newest_dead_letters(&found.dead_letters, &dead_ids);
     meta.lifecycle = if chain.is_empty() {
@@ -308,7 +330,16 @@ fn plan_job<'a>(
         stop,
         unused_segments,
     };
-    (job, JobPlan { meta, chain, dead })
+    (
+        job,
+        JobPlan {
+            meta,
+            chain,
+            dead,
+            runs,
+            outputs,
+        },
+    )
 }
 
 /// Of the found dead-letter rows whose id is in `ids`, the newest copy of each.
@@ -372,15 +403,12 @@ fn write_job(db: &Database, bytes: &[u8], plan: &JobPlan<'_>) -> Result<()> {
         rest = after;
     }
 
-    let mut done = RangeSet::new();
+    let mut done = plan.outputs.clone();
     let txn = db.begin_write().map_err(storage)?;
     {
         let mut index = txn.open_table(tables.index()).map_err(storage)?;
-        for seg in &plan.chain {
-            done.extend(seg.entry.output_ids());
-            for (start, end, seq) in read::entry_runs(&seg.entry) {
-                index.insert(start, (end, seq)).map_err(storage)?;
-            }
+        for &(start, end, seq) in &plan.runs {
+            index.insert(start, (end, seq)).map_err(storage)?;
         }
         let mut dead = txn.open_table(tables.dead()).map_err(storage)?;
         for &(id, sealed) in &plan.dead {

@@ -8,6 +8,7 @@
 //! record to a worker as it is read (see `pool`); print the summary; exit per the table
 //! in `--help`.
 
+mod audit;
 mod per_record;
 mod pool;
 mod protocol;
@@ -145,6 +146,16 @@ pub(crate) struct Args {
     /// (each with its length), so changing the command line changes the version.
     #[arg(long)]
     code_version: Option<String>,
+    /// Audit instead of run: re-run about this share (0 to 1) of the records already done
+    /// through COMMAND and compare each answer with the stored output; nothing is written.
+    /// Prints matched, differed (the first few ids with both outputs) and failed; exit 0
+    /// when all matched, 1 when any differed or failed. The same --input, --format,
+    /// --protocol, --per-record and COMMAND as the job's runs.
+    #[arg(long, value_name = "SHARE")]
+    audit: Option<f64>,
+    /// Which records --audit picks (the same seed picks the same records).
+    #[arg(long, default_value_t = 1, value_name = "N", requires = "audit")]
+    audit_seed: u64,
     /// Test hook: exit abruptly (no final commit, like a crash) once this many records of
     /// this run are durable.
     #[arg(long, hide = true)]
@@ -315,6 +326,13 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             Err(e) => anyhow::bail!("cannot read input {}: {e}", p.display()),
         }
     }
+    if let Some(share) = args.audit
+        && !(share > 0.0 && share <= 1.0)
+    {
+        return crate::usage(format!(
+            "--audit takes a share of the done records above 0 and at most 1 (e.g. 0.01 for 1%), not {share}"
+        ));
+    }
     let shard = args.shard.resolve()?;
     check_program(&args.command[0])?;
 
@@ -336,6 +354,20 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
             ))
         })?)
     };
+    if let Some(share) = args.audit {
+        let result = run_audit(args, shard, share, pool.as_ref());
+        if let Some(pool) = pool {
+            pool.close(Duration::from_secs(2));
+        }
+        return match result {
+            Ok(audited) => Ok(ExitCode::from(audit::print(args, json, &audited)?)),
+            Err(Failure::Exit(code, e)) => {
+                output::note(format_args!("error: {e:#}"));
+                Ok(ExitCode::from(code))
+            }
+            Err(Failure::Other(e)) => Err(e),
+        };
+    }
     let result = run_with(args, shard, json, pool.as_ref(), &stop);
     if let Some(pool) = pool {
         pool.close(Duration::from_secs(2));
@@ -379,6 +411,36 @@ fn exit_for(e: &resumable::Error) -> u8 {
 fn lib_failure(e: resumable::Error, context: String) -> Failure {
     let code = exit_for(&e);
     Failure::Exit(code, anyhow::Error::new(e).context(context))
+}
+
+/// `--audit SHARE`: the store (a shard's, in its directory) audited, changing nothing.
+fn run_audit(
+    args: &Args,
+    shard: Option<resumable::Shard>,
+    fraction: f64,
+    pool: Option<&Pool>,
+) -> Result<audit::Audited, Failure> {
+    let store_path = match shard {
+        Some(shard) if args.store.is_dir() => {
+            crate::shards::shard_store(&args.store, shard, &args.job)
+                .map_err(|e| lib_failure(e, format!("cannot place shard {shard}")))?
+        }
+        Some(_) => {
+            return Err(Failure::Exit(
+                EXIT_PROBLEM,
+                anyhow::anyhow!(
+                    "{} is not a shards' directory: there is no job to audit",
+                    args.store.display()
+                ),
+            ));
+        }
+        None => args.store.clone(),
+    };
+    let sample = resumable::AuditSample::Share {
+        share: fraction,
+        seed: args.audit_seed,
+    };
+    audit::audit(args, store_path, sample, pool)
 }
 
 fn run_with(
