@@ -121,8 +121,8 @@ pub use runner::{
 };
 pub use shard::{MAX_SHARDS, Shard, ShardError, ShardSource, ShardSpec};
 pub use store::{
-    ChainStop, Compaction, Concurrency, DeadLetter, FORMAT_VERSION, HeadCheck, JobStatus, Problem,
-    RedoReport, RedoSelection, RewindReport, SalvageOptions, SalvageReport, SalvagedJob,
-    SnapshotInfo, SpaceInfo, Store, StoreOptions, StoredOutput, UnusedSegment, VerifyReport,
-    VersionCount,
+    ChainStop, Compaction, Concurrency, DeadLetter, FORMAT_VERSION, FullCheck, HeadCheck,
+    JobStatus, OpenCheck, Problem, RedoReport, RedoSelection, RewindReport, SalvageOptions,
+    SalvageReport, SalvagedJob, SnapshotInfo, SpaceInfo, Store, StoreOptions, StoredOutput,
+    UnusedSegment, VerifyReport, VersionCount,
 };

@@ -222,11 +222,17 @@ fn read_metrics(path: &Path) -> Option<HashMap<Series, f64>> {
 }
 
 /// Files in `dir` other than the named ones.
+/// Files in `dir` other than `known` and the open-check sidecars of the known files (the
+/// `.NAME.checked` a clean close writes beside a store).
 fn other_files(dir: &Path, known: &[&Path]) -> Vec<PathBuf> {
+    let sidecar = |p: &Path| {
+        let name = p.file_name().unwrap().to_string_lossy();
+        p.with_file_name(format!(".{name}.checked"))
+    };
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| !known.contains(&p.as_path()))
+        .filter(|p| !known.iter().any(|k| k == p || sidecar(k) == *p))
         .collect()
 }
 

@@ -139,7 +139,7 @@ pub struct RunReport<S: Fold> {
 }
 
 /// Most records in one batch from the feeder to a worker, or from a worker to the committer.
-const MAX_BATCH: usize = 16;
+const MAX_BATCH: usize = 64;
 /// Longest an outcome waits on its worker for a batch to fill (and at most a quarter of the
 /// job's `max_group_delay`).
 const MAX_FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
@@ -231,8 +231,11 @@ impl<S: Fold> Runner<S> {
 
     /// Capacity of each bounded channel (records queued for workers, outcomes queued for
     /// the committer), in records; it bounds memory when one side outruns the other. At most
-    /// twice this plus the workers are in flight. Records travel in small batches (up to 16,
-    /// and at most this over twice the workers). Default: 64 per worker, at least 256.
+    /// twice this plus the workers are in flight. Records travel in small batches (up to 64,
+    /// and at most this over twice the workers). Default: 64 per worker, at least 256, and
+    /// under a [self-clocking](crate::CommitPolicy::self_clocking) policy at least the
+    /// policy's `max_group_records`, so a whole group can queue while the previous one
+    /// commits.
     pub fn queue_capacity(mut self, records: usize) -> Self {
         self.queue_capacity = Some(records.max(1));
         self
@@ -367,7 +370,7 @@ impl<S: Fold> Runner<S> {
         if let Some(f) = on_durable.as_mut() {
             announce_unannounced(&mut job, &mut **f)?;
         }
-        let capacity = queue_capacity.unwrap_or((workers * 64).max(256));
+        let capacity = queue_capacity.unwrap_or_else(|| default_capacity(&job, workers));
         let done = DoneIndex::new(job.progress().ranges());
         tracing::info!(job = %name, seq = job.last_seq(), done = job.done_count(), recoveries = job.recoveries(), workers, "run started");
 
@@ -490,6 +493,21 @@ impl<S: Fold> Runner<S> {
         let stats = stats.stats();
         tracing::info!(job = %name, seq = job.last_seq(), committed = stats.records_committed, dead = stats.dead_lettered, commits = stats.commits, end = ?end, "run ended");
         Ok(RunReport { job, end, stats })
+    }
+}
+
+/// The default capacity of each channel: 64 records per worker, at least 256; under a
+/// self-clocking policy at least `max_group_records` too. A self-clocking group is what
+/// queued while the previous commit ran, and records can only queue as far as the channels
+/// reach: with less room than a group, a slow fsync would stall the workers with every group
+/// smaller than the limit, and saturated throughput would fall below the fixed policy's.
+fn default_capacity<S: Fold>(job: &Job<S>, workers: usize) -> usize {
+    let policy = &job.options().commit_policy;
+    let capacity = (workers * 64).max(256);
+    if policy.self_clocking {
+        capacity.max(policy.max_group_records)
+    } else {
+        capacity
     }
 }
 

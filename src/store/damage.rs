@@ -60,6 +60,37 @@ pub(crate) fn progress(store: &Store, job: &str) -> Progress {
     read::load_progress(&txn, &JobTables::new(job)).expect("progress")
 }
 
+/// Flips one bit in the last byte of job `job`'s stored metadata.
+pub(crate) fn flip_job_meta_byte(path: &Path, job: &str) {
+    let db = redb::Database::open(path).expect("raw open");
+    let txn = db.begin_write().expect("w");
+    {
+        let mut t = txn.open_table(super::tables::JOBS).expect("jobs");
+        let mut bytes = t.get(job).expect("read").expect("the job").value().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x08;
+        t.insert(job, bytes.as_slice()).expect("insert");
+    }
+    txn.commit().expect("commit");
+}
+
+/// Flips one bit at `offset` in job `job`'s newest lineage entry (its stored commit).
+pub(crate) fn flip_last_log_byte(path: &Path, job: &str, offset: usize) {
+    let db = redb::Database::open(path).expect("raw open");
+    let tables = JobTables::new(job);
+    let txn = db.begin_write().expect("w");
+    {
+        let mut t = txn.open_table(tables.log()).expect("log");
+        let (seq, mut bytes) = {
+            let (k, v) = t.last().expect("read").expect("an entry");
+            (k.value(), v.value().to_vec())
+        };
+        bytes[offset] ^= 0x10;
+        t.insert(seq, bytes.as_slice()).expect("insert");
+    }
+    txn.commit().expect("commit");
+}
+
 /// Edits the last payload byte of the stored output of `id` and seals its record again (a
 /// fresh CRC), as a deliberate edit would: only the lineage's outputs hash can tell.
 pub(crate) fn edit_output_fixing_its_crc(path: &Path, job: &str, id: u64) {

@@ -24,6 +24,7 @@ mod chain;
 mod claim;
 mod create;
 mod errors;
+mod fingerprint;
 mod hasher;
 mod input;
 mod inspect;
@@ -50,7 +51,7 @@ mod write;
 
 pub use chain::{HeadCheck, VersionCount};
 pub use inspect::{DeadLetter, JobStatus, SnapshotInfo, StoredOutput};
-pub use open::{Concurrency, FORMAT_VERSION, Store, StoreOptions};
+pub use open::{Concurrency, FORMAT_VERSION, FullCheck, OpenCheck, Store, StoreOptions};
 pub use redo::{RedoReport, RedoSelection};
 pub use repair::RewindReport;
 pub use salvage::{ChainStop, SalvageOptions, SalvageReport, SalvagedJob, UnusedSegment};
@@ -76,3 +77,5 @@ pub(crate) const DEFAULT_PROGRESS_EVERY_COMMITS: u64 =
 
 #[cfg(test)]
 pub(crate) mod damage;
+#[cfg(test)]
+mod open_check_tests;

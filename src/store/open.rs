@@ -3,6 +3,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use redb::{
@@ -12,6 +14,7 @@ use redb::{
 
 use super::create;
 use super::errors::{open_error, storage, unopenable};
+use super::fingerprint;
 use super::sync_failure::{Marker, Watched};
 use super::tables;
 use crate::error::{Error, Result};
@@ -45,6 +48,45 @@ pub enum Concurrency {
     Exclusive,
 }
 
+/// When a read-write open runs redb's full check of every page checksum (see
+/// [`StoreOptions::full_check`]). `resumable`'s own CRCs on the values a job reads are
+/// checked on every read, whatever this says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FullCheck {
+    /// On every open (`verify_on_open(true)`): the open costs a read of the whole file.
+    Always,
+    /// When the file may have changed since `resumable` last closed it cleanly, or its
+    /// last full check is older than [`StoreOptions::full_check_every`]. After a clean
+    /// close, the file's identity, length, mtime and ctime are kept beside it in
+    /// `.NAME.checked` (owner-only); an open that finds them unchanged skips the walk, since
+    /// any write through the file system (a copy, a truncation, a byte flipped in place, even
+    /// one that restores the mtime) changes them. A crashed or killed writer leaves no
+    /// sidecar, so its next open checks. The default.
+    #[default]
+    WhenChanged,
+    /// Never (`verify_on_open(false)`): damage is found only by the CRCs on values and by
+    /// [`Store::verify_job`]; a damaged file can make redb fail or panic (the panic is
+    /// caught and reported as [`Error::Unopenable`] where it can be).
+    Never,
+}
+
+/// What an open checked (see [`Store::open_check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpenCheck {
+    /// redb checked every page checksum, and they were intact (or repaired).
+    Full,
+    /// The page walk was skipped: the file is unchanged since a clean close, and its last
+    /// full check (at `checked_unix_s`, seconds since the Unix epoch) is recent enough.
+    Unchanged {
+        /// When the last full check passed.
+        checked_unix_s: u64,
+    },
+    /// Nothing was checked: a read-only open, or [`FullCheck::Never`].
+    Skipped,
+}
+
 /// Options for opening a [`Store`].
 #[derive(Clone, Debug)]
 #[must_use]
@@ -54,7 +96,8 @@ pub enum Concurrency {
 )]
 pub struct StoreOptions {
     create: bool,
-    verify_on_open: bool,
+    full_check: FullCheck,
+    full_check_every: Duration,
     read_only: bool,
     concurrency: Concurrency,
     cache_bytes: usize,
@@ -65,7 +108,8 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             create: true,
-            verify_on_open: true,
+            full_check: FullCheck::WhenChanged,
+            full_check_every: Self::DEFAULT_FULL_CHECK_EVERY,
             read_only: false,
             concurrency: Concurrency::Auto,
             cache_bytes: 256 << 20,
@@ -75,7 +119,12 @@ impl Default for StoreOptions {
 }
 
 impl StoreOptions {
-    /// Default options: create if absent, verify on open, read-write, 256 MiB cache.
+    /// How old the last full check of an unchanged file may be before
+    /// [`FullCheck::WhenChanged`] runs it again: 7 days.
+    pub const DEFAULT_FULL_CHECK_EVERY: Duration = Duration::from_hours(7 * 24);
+
+    /// Default options: create if absent, a full check when the file changed outside
+    /// `resumable`, read-write, 256 MiB cache.
     pub fn new() -> Self {
         Self::default()
     }
@@ -86,15 +135,49 @@ impl StoreOptions {
         self
     }
 
-    /// Check the whole file's page checksums on open (redb's integrity check), so a damaged
-    /// file is refused with [`Error::Unopenable`] instead of being read. Default: `true`.
+    /// `true`: check the whole file's page checksums on every open (redb's integrity check,
+    /// [`FullCheck::Always`]), so a damaged file is refused with [`Error::Unopenable`]
+    /// instead of being read; `false`: never ([`FullCheck::Never`]). Default: neither, but
+    /// [`FullCheck::WhenChanged`], which checks when the file may have changed.
     ///
     /// The check reads the whole file: it costs about as much as reading it once (see the
-    /// benchmarks in docs/BENCHMARKS.md). Turning it off opens faster; damage is then found only by
-    /// the CRCs `resumable` keeps on every value, or by [`Store::verify_job`].
-    pub fn verify_on_open(mut self, verify: bool) -> Self {
-        self.verify_on_open = verify;
+    /// benchmarks in docs/BENCHMARKS.md). Without it, damage is found only by the CRCs
+    /// `resumable` keeps on every value, or by [`Store::verify_job`].
+    pub fn verify_on_open(self, verify: bool) -> Self {
+        self.full_check(if verify {
+            FullCheck::Always
+        } else {
+            FullCheck::Never
+        })
+    }
+
+    /// When a read-write open checks every page (see [`FullCheck`]). Read-only opens never
+    /// do (redb can only check a file it may repair), nor write the sidecar. Default:
+    /// [`FullCheck::WhenChanged`].
+    pub fn full_check(mut self, full_check: FullCheck) -> Self {
+        self.full_check = full_check;
         self
+    }
+
+    /// How old the last full check of an unchanged file may be before
+    /// [`FullCheck::WhenChanged`] runs it again, to catch damage below the file system (a
+    /// failing disk changes no file time). Default: [`Self::DEFAULT_FULL_CHECK_EVERY`], 7
+    /// days.
+    pub fn full_check_every(mut self, every: Duration) -> Self {
+        self.full_check_every = every;
+        self
+    }
+
+    /// Whether this open runs the full check, given when the last one passed if the file is
+    /// unchanged since (`None` otherwise or for a test backend).
+    fn runs_full_check(&self, unchanged_since: Option<u64>) -> bool {
+        match self.full_check {
+            FullCheck::Always => true,
+            FullCheck::Never => false,
+            FullCheck::WhenChanged => {
+                !unchanged_since.is_some_and(|at| fingerprint::is_recent(at, self.full_check_every))
+            }
+        }
     }
 
     /// Open without writing: commits are refused, and a store that needs crash recovery is
@@ -184,15 +267,37 @@ impl StoreOptions {
             Ok(_) => {}
         }
         // A store whose sync failed may show, through the page cache, a commit the disk
-        // never got: refused unless this open recovers it (after dropping the cached pages).
+        // never got: refused unless this open recovers it (after dropping the cached pages),
+        // which checks every page.
         let marker = Arc::new(Marker::for_file(path));
-        let full_check = marker.check(
+        let recovering = marker.check(
             &path.display().to_string(),
             self.after_sync_failure && !self.read_only,
         )?;
-        // redb verifies page checksums only when asked (verify_on_open, read-write): a plain
-        // or read-only open of a damaged file can panic inside redb. Such a panic is turned
-        // into `Unopenable` here rather than unwinding through the caller.
+        // The full check (redb's page walk) runs on read-write opens only, when the options
+        // ask for it or the file may have changed; the sidecar that tells whether it changed
+        // is read, then removed before redb's open writes to the file (fingerprint.rs).
+        let (check, closer) = if self.read_only {
+            (OpenCheck::Skipped, None)
+        } else {
+            let unchanged_since = fingerprint::last_full_check(path);
+            fingerprint::invalidate(path)?;
+            let check = if recovering || self.runs_full_check(unchanged_since) {
+                OpenCheck::Full
+            } else {
+                unchanged_since.map_or(OpenCheck::Skipped, |checked_unix_s| OpenCheck::Unchanged {
+                    checked_unix_s,
+                })
+            };
+            let closer = Closer {
+                store: path.to_owned(),
+                checked_unix_s: AtomicU64::new(0),
+                marker: Arc::clone(&marker),
+            };
+            (check, Some(closer))
+        };
+        // A plain or read-only open of a damaged file can panic inside redb. Such a panic is
+        // turned into `Unopenable` here rather than unwinding through the caller.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let db = if self.read_only {
                 let db = self
@@ -202,11 +307,11 @@ impl StoreOptions {
                 Db::ReadOnly(db)
             } else {
                 let db = open_watched(
-                    &self.builder(self.live(), self.verify_on_open || full_check),
+                    &self.builder(self.live(), check == OpenCheck::Full),
                     path,
                     &marker,
                 )?;
-                if full_check {
+                if recovering {
                     marker.clear()?;
                 }
                 let options = self.clone();
@@ -221,7 +326,20 @@ impl StoreOptions {
                     reopen,
                 )))
             };
-            Store::from_db(db, path.display().to_string(), Some(path.to_owned()))
+            let store = Store::from_db(
+                db,
+                path.display().to_string(),
+                Some(path.to_owned()),
+                check,
+                closer,
+            )?;
+            // Opened: from now on a clean close records the fingerprint.
+            store.inner.record_full_check(match check {
+                OpenCheck::Full => Some(fingerprint::now_unix_s()),
+                OpenCheck::Unchanged { checked_unix_s } => Some(checked_unix_s),
+                OpenCheck::Skipped => None,
+            });
+            Ok(store)
         }));
         let opened = opened.map(|result| result.map_err(|e| unopenable(path, e)));
         opened.unwrap_or_else(|payload| {
@@ -247,12 +365,18 @@ impl StoreOptions {
     pub fn open_on(&self, disk: &crate::testing::FaultDisk) -> Result<Store> {
         let label = "simulated disk";
         let marker = Arc::new(Marker::Disk(disk.clone()));
-        let full_check = marker.check(label, self.after_sync_failure)?;
+        let recovering = marker.check(label, self.after_sync_failure)?;
+        // No file, no fingerprint: `WhenChanged` checks every open, as `Always` does.
+        let check = if recovering || self.runs_full_check(None) {
+            OpenCheck::Full
+        } else {
+            OpenCheck::Skipped
+        };
         let db = self
-            .builder(self.live(), self.verify_on_open || full_check)
+            .builder(self.live(), check == OpenCheck::Full)
             .create_with_backend(Watched::new(disk.backend(), Arc::clone(&marker)))
             .map_err(|e| open_error(Path::new(label), e))?;
-        if full_check {
+        if recovering {
             marker.clear()?;
         }
         let fresh = {
@@ -282,6 +406,8 @@ impl StoreOptions {
                 reopen,
             ))),
             label.to_owned(),
+            None,
+            check,
             None,
         )
     }
@@ -359,12 +485,35 @@ pub(crate) enum Db {
     ReadOnly(ReadOnlyDatabase),
 }
 
+/// Writes the fingerprint sidecar when the store closes (fingerprint.rs). A field of
+/// [`StoreInner`] declared after its database, so that it drops after the file is closed.
+struct Closer {
+    store: PathBuf,
+    /// When the last full check passed (seconds since the Unix epoch); 0 until the open
+    /// succeeded, and when no full check is known: then no sidecar is written.
+    checked_unix_s: AtomicU64,
+    /// A failed sync's marker: while it stands, no sidecar vouches for the file.
+    marker: Arc<Marker>,
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        let checked = *self.checked_unix_s.get_mut();
+        if checked != 0 && self.marker.read().is_none() {
+            fingerprint::record(&self.store, checked);
+        }
+    }
+}
+
 /// Shared by a [`Store`] and every job opened from it.
 pub(crate) struct StoreInner {
     db: Db,
     location: String,
     path: Option<PathBuf>,
     open_jobs: Mutex<HashSet<String>>,
+    check: OpenCheck,
+    /// Declared after `db`: fields drop in order, and the sidecar describes the closed file.
+    closer: Option<Closer>,
 }
 
 impl std::fmt::Debug for StoreInner {
@@ -376,6 +525,16 @@ impl std::fmt::Debug for StoreInner {
 }
 
 impl StoreInner {
+    /// Notes when a full check of the file passed (`None`: none is known), for the
+    /// sidecar written at close.
+    pub(super) fn record_full_check(&self, checked_unix_s: Option<u64>) {
+        if let Some(closer) = &self.closer {
+            closer
+                .checked_unix_s
+                .store(checked_unix_s.unwrap_or(0), Ordering::Relaxed);
+        }
+    }
+
     pub(super) fn begin_write(&self) -> Result<WriteTransaction> {
         match &self.db {
             Db::ReadWrite(w) => w.read().db()?.begin_write().map_err(storage),
@@ -517,13 +676,21 @@ impl Store {
         StoreOptions::default().read_only(true).open(path)
     }
 
-    fn from_db(db: Db, location: String, path: Option<PathBuf>) -> Result<Store> {
+    fn from_db(
+        db: Db,
+        location: String,
+        path: Option<PathBuf>,
+        check: OpenCheck,
+        closer: Option<Closer>,
+    ) -> Result<Store> {
         let store = Store {
             inner: Arc::new(StoreInner {
                 db,
                 location,
                 path,
                 open_jobs: Mutex::new(HashSet::new()),
+                check,
+                closer,
             }),
         };
         store.check_format()?;
@@ -566,6 +733,13 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// What this open checked: redb's full page walk, nothing because the file is unchanged
+    /// since a clean close and a recent full check, or nothing at all (see [`FullCheck`]).
+    #[must_use]
+    pub fn open_check(&self) -> OpenCheck {
+        self.inner.check
     }
 
     /// Whether the store was opened read-only (a live reader).

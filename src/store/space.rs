@@ -75,8 +75,13 @@ impl Store {
     /// [`crate::Error::Corrupt`] when the damage cannot be repaired; [`crate::Error::Storage`]
     /// when a transaction is in flight.
     pub fn check_integrity(&self) -> Result<bool> {
+        let intact = self
+            .inner
+            .with_exclusive(|db| db.check_integrity().map_err(storage))?;
+        // Passed (intact or repaired): the sidecar written at close may vouch for it.
         self.inner
-            .with_exclusive(|db| db.check_integrity().map_err(storage))
+            .record_full_check(Some(super::fingerprint::now_unix_s()));
+        Ok(intact)
     }
 
     /// Reclaims free space in the file. Returns the file size before and after

@@ -167,6 +167,10 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         return audit(args, &demo, share, json);
     }
 
+    crate::signals::install(
+        "\nstopping: finishing records in flight and committing them durably (Ctrl-C again to quit at once; the next run resumes either way)",
+        130,
+    );
     let shard = args.shard.resolve()?;
     let store_path = match shard {
         Some(shard) => crate::shards::shard_store(&args.store, shard, &args.job)?,
@@ -279,23 +283,7 @@ fn run_job(
     }
     let stop = runner.stop_handle();
     let stats = runner.stats_handle();
-    let interrupts = AtomicU64::new(0);
-    let handler_stop = stop.clone();
-    // The handler outlives this function only if the process does; Ctrl-C after the run is
-    // harmless (the stop flag is no longer read).
-    let installed = ctrlc::set_handler(move || {
-        if interrupts.fetch_add(1, Ordering::SeqCst) == 0 {
-            output::note(
-                "\nstopping: finishing records in flight and committing them durably (Ctrl-C again to quit at once; the next run resumes either way)",
-            );
-            handler_stop.stop();
-        } else {
-            std::process::exit(130);
-        }
-    });
-    if let Err(e) = installed {
-        tracing::warn!(error = %e, "cannot install the Ctrl-C handler; Ctrl-C will kill the run (it resumes next time)");
-    }
+    crate::signals::attach(&stop);
 
     // Attempt numbers of records that failed before, for deterministic failures per attempt.
     let attempts: Mutex<HashMap<u64, u32>> = Mutex::new(HashMap::new());

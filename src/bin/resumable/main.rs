@@ -27,6 +27,7 @@ mod rewind;
 mod run;
 mod salvage;
 mod shards;
+mod signals;
 mod snapshots;
 mod status;
 mod verify;

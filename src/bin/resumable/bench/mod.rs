@@ -22,6 +22,8 @@
 //! `Bytes` for what a plain `Vec<u8>` costs instead. The bare-redb variants insert the same 1 KiB slices.
 
 mod latency;
+mod memory;
+mod open;
 mod probes;
 mod report;
 mod stats;
@@ -37,8 +39,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use self::latency::latency_study;
+use self::memory::memory_study;
+use self::open::open_study;
 use self::probes::resume_study;
-use self::report::{Config, Machine, Report};
+use self::report::{Config, Machine, Report, Studies};
 use self::system::{filesystem_of, load_average};
 use self::variants::{OUTPUT_BYTES, Sample, Variant, calibrate, sequential_write};
 use crate::output::{JsonFlag, Out};
@@ -50,7 +54,8 @@ pub(crate) struct BenchArgs {
     /// [default: the current directory]. Put it on the disk you want measured.
     #[arg(long, value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
-    /// Short rounds and a 10^5-record resume store: finishes in under a minute.
+    /// Short rounds, a 10^5-record resume store, one repeat of the latency rows and memory
+    /// rows at 10^5 and 10^6 records: finishes in a minute or two.
     #[arg(long)]
     pub(crate) quick: bool,
     #[command(flatten)]
@@ -59,12 +64,23 @@ pub(crate) struct BenchArgs {
     /// ratios against their bars) to FILE.
     #[arg(long, value_name = "FILE")]
     pub(crate) html: Option<PathBuf>,
+    /// Store sizes of the open study, in MiB of 1 KiB records, comma-separated: one store
+    /// is grown to each in turn and its open + resume timed per open check [default:
+    /// 1024,4096; with --quick: 64].
+    #[arg(long, value_name = "MIB", value_delimiter = ',')]
+    pub(crate) open_sizes_mib: Option<Vec<u64>>,
     /// CPU time the reference job spends per record, in microseconds.
     #[arg(long, value_name = "U", default_value_t = 100)]
     pub(crate) cost_us: u64,
     /// Worker threads of the reference job [default: the machine's cores].
     #[arg(long, value_name = "W")]
     pub(crate) workers: Option<usize>,
+    /// Internal: run the memory study's child over N records in DIR and print its row.
+    #[arg(long, value_name = "N", hide = true)]
+    pub(crate) memory_probe: Option<u64>,
+    /// Internal: the memory probe's source skips no ids (progress stays one range).
+    #[arg(long, hide = true)]
+    pub(crate) memory_contiguous: bool,
 }
 
 /// What every variant run needs.
@@ -91,6 +107,10 @@ impl Drop for WorkDir {
 /// Runs `resumable bench`.
 pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
     let base = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    if let Some(records) = args.memory_probe {
+        memory::probe(&base, records, !args.memory_contiguous)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
     let dir = base.join(format!(".resumable-bench-{}", std::process::id()));
     fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -149,13 +169,31 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
     eprintln!("resume and per-commit cost on a store of {resume_records} records...");
     let resume = resume_study(&ctx, resume_records)?;
     eprintln!("durable-ack latency against offered load, fixed and self-clocking policies...");
-    let latency = latency_study(&ctx)?;
+    let latency = latency_study(&ctx, if args.quick { 1 } else { 3 })?;
+    eprintln!(
+        "peak memory of the runner at {:?} records done, each in a child process...",
+        memory::sizes(args.quick)
+    );
+    let memory = memory_study(&ctx.dir, args.quick)?;
+    let open_sizes = args.open_sizes_mib.clone().unwrap_or_else(|| {
+        if args.quick {
+            vec![64]
+        } else {
+            vec![1024, 4096]
+        }
+    });
+    eprintln!("open + resume time against store size ({open_sizes:?} MiB), per open check...");
+    let open = open_study(&ctx, &open_sizes)?;
 
     let report = Report::new(
         &samples,
         seq_mb_s,
-        resume,
-        latency,
+        Studies {
+            resume,
+            latency,
+            memory,
+            open,
+        },
         Machine {
             cores,
             workers,

@@ -213,7 +213,7 @@ pub(super) fn resume_study(ctx: &Ctx, records: u64) -> Result<ResumeStudy> {
     let mut replayed_commits = 0;
     for _ in 0..3 {
         let start = Instant::now();
-        drop(Store::open(&path)?);
+        drop(StoreOptions::new().verify_on_open(true).open(&path)?);
         verified.push(start.elapsed().as_secs_f64() * 1e3);
 
         let start = Instant::now();

@@ -9,6 +9,8 @@ use crate::report::bench::BenchPage;
 use crate::report::svg::{HBar, short};
 
 use super::latency::LatencyStudy;
+use super::memory::MemoryStudy;
+use super::open::OpenRow;
 use super::probes::{CommitProbe, PROBE_COMMITS, PROBE_GROUP, PROBE_ROUNDS, ResumeStudy};
 use super::stats::{Ratio, VariantResult, ack_latency};
 use super::variants::{OUTPUT_BYTES, Sample, Variant};
@@ -54,21 +56,16 @@ pub(super) struct BenchJson<'a> {
     per_commit_cost: PerCommitJson,
     live_readers: LiveReadersJson,
     latency: &'a LatencyStudy,
-    open: OpenJson,
+    memory: &'a MemoryStudy,
+    open: OpenJson<'a>,
 }
 
-/// Open time against store size: the resume study's store, opened with and without the
-/// full page check.
+/// Open + resume time against store size, per open check (`bench/open.rs`).
 #[derive(Serialize)]
-struct OpenJson {
-    rows: Vec<OpenRow>,
-}
-
-#[derive(Serialize)]
-struct OpenRow {
-    store_bytes: u64,
-    open_ms: f64,
-    verify: &'static str,
+struct OpenJson<'a> {
+    /// What each `verify` value means.
+    checks: BTreeMap<&'static str, &'static str>,
+    rows: &'a [OpenRow],
 }
 
 /// The concurrency modes side by side (same run): each default against the other mode.
@@ -167,19 +164,34 @@ pub(super) struct Report {
     seq_mb_s: f64,
     resume: ResumeStudy,
     latency: LatencyStudy,
+    memory: MemoryStudy,
+    open: Vec<OpenRow>,
     machine: Machine,
     config: Config,
+}
+
+/// The studies beside the variants, each measured once per run.
+pub(super) struct Studies {
+    pub(super) resume: ResumeStudy,
+    pub(super) latency: LatencyStudy,
+    pub(super) memory: MemoryStudy,
+    pub(super) open: Vec<OpenRow>,
 }
 
 impl Report {
     pub(super) fn new(
         samples: &[Vec<Sample>],
         seq_mb_s: f64,
-        resume: ResumeStudy,
-        latency: LatencyStudy,
+        studies: Studies,
         machine: Machine,
         config: Config,
     ) -> Self {
+        let Studies {
+            resume,
+            latency,
+            memory,
+            open,
+        } = studies;
         let variants = Variant::ALL
             .iter()
             .zip(samples)
@@ -193,6 +205,8 @@ impl Report {
             seq_mb_s,
             resume,
             latency,
+            memory,
+            open,
             machine,
             config,
         }
@@ -317,19 +331,13 @@ impl Report {
             },
             sequential_write_mb_per_sec: self.seq_mb_s,
             latency: &self.latency,
+            memory: &self.memory,
             open: OpenJson {
-                rows: vec![
-                    OpenRow {
-                        store_bytes: self.resume.file_bytes,
-                        open_ms: self.resume.store_open_verified_ms,
-                        verify: "full: redb checks every page checksum (verify_on_open, the default)",
-                    },
-                    OpenRow {
-                        store_bytes: self.resume.file_bytes,
-                        open_ms: self.resume.store_open_ms,
-                        verify: "none: verify_on_open(false); values keep their CRCs",
-                    },
-                ],
+                checks: ["full", "fingerprint", "none"]
+                    .into_iter()
+                    .map(|c| (c, OpenRow::describe(c)))
+                    .collect(),
+                rows: &self.open,
             },
             live_readers: LiveReadersJson {
                 group_live_vs_exclusive: self.get(Variant::ResumableGroupDefault).median
@@ -451,6 +459,31 @@ impl Report {
     }
 
     /// Writes the table for people.
+    /// The memory study's rows (see `bench::memory`).
+    fn print_memory(&self, out: &mut impl Write) -> anyhow::Result<()> {
+        writeln!(
+            out,
+            "peak RSS of the runner (child process, u64 outputs, 1% dead letters, 1% ids skipped):"
+        )?;
+        for r in &self.memory.rows {
+            writeln!(
+                out,
+                "  {:>9} records done  {:>7} dead letters  {:>7} done ranges  peak {:>7.1} MiB",
+                r.records,
+                r.dead_letters,
+                r.done_ranges,
+                r.peak_rss_bytes as f64 / f64::from(1 << 20)
+            )?;
+        }
+        if let Some(b) = self.memory.bytes_per_range {
+            writeln!(
+                out,
+                "  growth between the rows: {b:.0} bytes per done range"
+            )?;
+        }
+        Ok(())
+    }
+
     pub(super) fn print_table(&self, out: &mut impl Write) -> anyhow::Result<()> {
         let opt = |v: Option<f64>, unit: &str| {
             v.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.2} {unit}"))
@@ -500,8 +533,8 @@ impl Report {
         )?;
         writeln!(
             out,
-            "durable-ack latency against offered load (disk: one durable redb commit {:.2} ms, median):",
-            self.latency.disk_commit_ms
+            "durable-ack latency against offered load (disk: one durable redb commit {:.2} ms median, {:.2} ms p99):",
+            self.latency.disk_commit_ms, self.latency.disk_commit_p99_ms
         )?;
         for r in &self.latency.rows {
             writeln!(
@@ -515,6 +548,7 @@ impl Report {
                 r.ack_p99_ms
             )?;
         }
+        self.print_memory(out)?;
         writeln!(out)?;
         writeln!(
             out,
@@ -544,7 +578,7 @@ impl Report {
         let r = &self.resume;
         writeln!(
             out,
-            "resume of a store of {} done records ({:.0} MB, built in {:.1} s): store open {:.1} ms ({:.1} ms with the default verify-on-open), job open {:.1} ms replaying {} commits, {:.1} ms with no replay (after a snapshot)",
+            "resume of a store of {} done records ({:.0} MB, built in {:.1} s): store open {:.1} ms ({:.1} ms with the full page check), job open {:.1} ms replaying {} commits, {:.1} ms with no replay (after a snapshot)",
             r.records,
             r.file_bytes as f64 / 1e6,
             r.build_secs,
@@ -554,6 +588,19 @@ impl Report {
             r.replayed_commits,
             r.job_open_after_snapshot_ms,
         )?;
+        for o in &self.open {
+            writeln!(
+                out,
+                "open + resume of a {:.2} GB store ({} records), check {}: open {:.1} ms + job resume {:.1} ms (replaying {} commits) = {:.1} ms",
+                o.store_bytes as f64 / 1e9,
+                o.records,
+                o.verify,
+                o.open_ms,
+                o.resume_ms,
+                o.replayed_commits,
+                o.open_and_resume_ms,
+            )?;
+        }
         for p in [&r.probe_low, &r.probe_high] {
             writeln!(
                 out,

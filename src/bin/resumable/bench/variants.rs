@@ -401,7 +401,7 @@ pub(super) fn sequential_write(path: &Path, bytes: u64) -> Result<f64> {
 /// Lets the disk settle between variants: makes the deletion of the last variant's file
 /// durable (fsync of the directory) and gives writeback a moment, so that no variant
 /// starts while the journal is still busy with the one before it.
-fn settle(dir: &Path) {
+pub(super) fn settle(dir: &Path) {
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }

@@ -336,6 +336,10 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let shard = args.shard.resolve()?;
     check_program(&args.command[0])?;
 
+    crate::signals::install(
+        "\nstopping: committing the records in flight durably (Ctrl-C again to quit at once; the next run resumes either way)",
+        i32::from(EXIT_RETRY),
+    );
     let stop = resumable::StopHandle::default();
     let fatal_stop = stop.clone();
     let pool = if args.per_record {
@@ -557,7 +561,7 @@ fn run_with(
     // The runner's own stop handle, tripped by ours (Ctrl-C, SIGTERM, dying workers).
     let runner_stop = runner.stop_handle();
     let stats = runner.stats_handle();
-    install_signal_handler(stop.clone());
+    crate::signals::attach(stop);
     let running = AtomicBool::new(true);
     let (cmd, protocol, timeout, max_line) = (
         &args.command,
@@ -643,24 +647,6 @@ fn run_with(
         },
         code,
     ))
-}
-
-/// Ctrl-C and SIGTERM (and SIGHUP) stop cleanly once; the second quits at once.
-fn install_signal_handler(stop: resumable::StopHandle) {
-    let interrupts = AtomicU64::new(0);
-    let installed = ctrlc::set_handler(move || {
-        if interrupts.fetch_add(1, Ordering::SeqCst) == 0 {
-            output::note(
-                "\nstopping: committing the records in flight durably (Ctrl-C again to quit at once; the next run resumes either way)",
-            );
-            stop.stop();
-        } else {
-            std::process::exit(i32::from(EXIT_RETRY));
-        }
-    });
-    if let Err(e) = installed {
-        tracing::warn!(error = %e, "cannot install the signal handler; Ctrl-C will kill the run (it resumes next time)");
-    }
 }
 
 fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
