@@ -74,13 +74,14 @@ fn fingerprint(store: &Store) -> String {
     format!("{status:?}\n{snaps:?}\n{outputs:?}")
 }
 
-/// Files beside the stores other than the source and the destination.
+/// Temporary files of an interrupted fork beside the stores (`.NAME.creating-PID`; the
+/// stores' own sidecar files are not leftovers).
 fn others(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "source.redb" && n != "fork.redb")
+        .filter(|n| n.contains(".creating-"))
         .collect()
 }
 
