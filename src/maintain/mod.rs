@@ -271,17 +271,25 @@ impl Drop for Maintainer {
 impl Worker {
     fn run(mut self, rx: &Receiver<Work>) {
         for work in rx {
-            match work {
-                Work::Snapshot { seq, state } => {
-                    if let Err(e) = self.snapshot(seq, state) {
-                        tracing::warn!(job = %self.job, seq, error = %e, "maintainer could not write a snapshot; the next one will be tried");
-                        self.shared.report.lock().last_error = Some(e.to_string());
-                        continue;
-                    }
-                    if let Err(e) = self.compact_if_due() {
-                        tracing::warn!(job = %self.job, error = %e, "compaction failed; it will be tried again");
-                        self.shared.report.lock().last_error = Some(e.to_string());
-                    }
+            self.handle(work);
+        }
+    }
+
+    /// Does one piece of work: the snapshot transaction, then compaction when due. Errors
+    /// are reported, not raised: the next offer tries again. (The crash sweep in
+    /// `crash_tests` drives this directly, one call per hand-off, so every I/O op happens in
+    /// a deterministic order.)
+    fn handle(&mut self, work: Work) {
+        match work {
+            Work::Snapshot { seq, state } => {
+                if let Err(e) = self.snapshot(seq, state) {
+                    tracing::warn!(job = %self.job, seq, error = %e, "maintainer could not write a snapshot; the next one will be tried");
+                    self.shared.report.lock().last_error = Some(e.to_string());
+                    return;
+                }
+                if let Err(e) = self.compact_if_due() {
+                    tracing::warn!(job = %self.job, error = %e, "compaction failed; it will be tried again");
+                    self.shared.report.lock().last_error = Some(e.to_string());
                 }
             }
         }
@@ -331,6 +339,10 @@ impl Worker {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[cfg(feature = "testing")]
+mod crash_tests;
 
 #[cfg(test)]
 mod tests {

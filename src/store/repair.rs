@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::claim::Claim;
 use super::errors::storage;
 use super::meta::{self, JobMeta};
-use super::open::{Store, StoreOptions};
+use super::open::Store;
 use super::read::{self, Run, SeqOrder, open_table_ro};
 use super::records::SnapshotRecord;
 use super::segment;
@@ -165,6 +165,11 @@ impl Store {
     /// those commits settled, and the snapshots up to it, all byte for byte; the job is
     /// paused there. This store is not changed. The job must not be open here.
     ///
+    /// The new store is written whole under a temporary name beside `into` and linked into
+    /// place only once it is complete and synced, so a crash at any point leaves `into`
+    /// absent or holding the complete fork (a leftover `.NAME.creating-PID` temporary is
+    /// removed by the next fork or open of that path).
+    ///
     /// # Errors
     /// [`Error::InvalidArgument`] if `into` exists; as [`Store::rewind`] otherwise. On error
     /// no file is left at `into`.
@@ -176,13 +181,11 @@ impl Store {
                 into.display()
             )));
         }
-        let claim = Claim::take(&self.inner, job)?;
-        let result = self.fork_claimed(job, generation, into);
-        drop(claim);
-        if result.is_err() {
-            let _ = std::fs::remove_file(into);
-        }
-        result
+        super::create::remove_stale_temporaries(into);
+        let _claim = Claim::take(&self.inner, job)?;
+        // On error nothing was linked at `into` (and a file another process put there since
+        // the check above is theirs: it is not removed).
+        self.fork_claimed(job, generation, into)
     }
 
     fn fork_claimed(&self, job: &str, generation: u64, into: &Path) -> Result<RewindReport> {
@@ -196,82 +199,86 @@ impl Store {
             ..RewindReport::default()
         };
 
-        let target = StoreOptions::new().create(true).open(into)?;
-        let txn = target.inner.begin_write()?;
         let mut kept = cut.outputs.clone();
-        {
-            let mut to = txn.open_table(tables.dead()).map_err(storage)?;
-            if let Some(from) = open_table_ro(&src, tables.dead())? {
-                for item in from.iter().map_err(storage)? {
-                    let (k, v) = item.map_err(storage)?;
-                    let id = k.value();
-                    if cut.keeps_dead_letter(id, &mut kept) {
-                        to.insert(id, v.value()).map_err(storage)?;
-                    } else {
-                        report.dead_letters_dropped += 1;
-                    }
-                }
-            }
-        }
-        {
-            let mut to = txn.open_table(tables.log()).map_err(storage)?;
-            if let Some(from) = open_table_ro(&src, tables.log())? {
-                for item in from.iter().map_err(storage)? {
-                    let (k, v) = item.map_err(storage)?;
-                    let seq = k.value();
-                    if cut.keeps_commit(seq) {
-                        to.insert(seq, v.value()).map_err(storage)?;
-                    } else {
-                        report.commits_dropped += 1;
-                        report.outputs_dropped +=
-                            segment::entry(seq, v.value()).map_or(0, |e| e.output_count());
-                    }
-                }
-            }
-        }
         let mut live_generations = Vec::new();
-        {
-            let mut to = txn.open_table(tables.snapshots()).map_err(storage)?;
-            if let Some(from) = open_table_ro(&src, tables.snapshots())? {
-                for item in from.iter().map_err(storage)? {
-                    let (k, v) = item.map_err(storage)?;
-                    let g = k.value();
-                    if cut.keeps_snapshot(g, v.value()) {
-                        to.insert(g, v.value()).map_err(storage)?;
-                        live_generations.push(g);
-                    } else {
-                        report.snapshots_dropped += 1;
+        // One transaction in a store built under a temporary name, linked into place when
+        // complete: `into` never holds a store without the job.
+        super::create::create_new_filled(into, |target| {
+            let txn = target.begin_write().map_err(storage)?;
+            {
+                let mut to = txn.open_table(tables.dead()).map_err(storage)?;
+                if let Some(from) = open_table_ro(&src, tables.dead())? {
+                    for item in from.iter().map_err(storage)? {
+                        let (k, v) = item.map_err(storage)?;
+                        let id = k.value();
+                        if cut.keeps_dead_letter(id, &mut kept) {
+                            to.insert(id, v.value()).map_err(storage)?;
+                        } else {
+                            report.dead_letters_dropped += 1;
+                        }
                     }
                 }
             }
-        }
-        // The job's type descriptions, input record and shard spec go with it, so the fork
-        // exports, and resumes its input or shard, as the source does.
-        let (input, shard) = (super::input::table_name(job), super::shard::table_name(job));
-        for def in [
-            tables.types(),
-            redb::TableDefinition::new(&input),
-            redb::TableDefinition::new(&shard),
-        ] {
-            if let Some(from) = open_table_ro(&src, def)? {
-                let mut to = txn.open_table(def).map_err(storage)?;
-                for item in from.iter().map_err(storage)? {
-                    let (k, v) = item.map_err(storage)?;
-                    to.insert(k.value(), v.value()).map_err(storage)?;
+            {
+                let mut to = txn.open_table(tables.log()).map_err(storage)?;
+                if let Some(from) = open_table_ro(&src, tables.log())? {
+                    for item in from.iter().map_err(storage)? {
+                        let (k, v) = item.map_err(storage)?;
+                        let seq = k.value();
+                        if cut.keeps_commit(seq) {
+                            to.insert(seq, v.value()).map_err(storage)?;
+                        } else {
+                            report.commits_dropped += 1;
+                            report.outputs_dropped +=
+                                segment::entry(seq, v.value()).map_or(0, |e| e.output_count());
+                        }
+                    }
                 }
             }
-        }
-        write_progress(&txn, &tables, &kept, &cut)?;
-        let mut meta = cut.meta;
-        meta.pinned.retain(|g| live_generations.contains(g));
-        meta.recoveries = 0;
-        meta.lifecycle = if cut.seq == 0 {
-            JobState::Created
-        } else {
-            JobState::Paused
-        };
-        meta::write(&txn, &meta)?;
-        txn.commit().map_err(storage)?;
+            {
+                let mut to = txn.open_table(tables.snapshots()).map_err(storage)?;
+                if let Some(from) = open_table_ro(&src, tables.snapshots())? {
+                    for item in from.iter().map_err(storage)? {
+                        let (k, v) = item.map_err(storage)?;
+                        let g = k.value();
+                        if cut.keeps_snapshot(g, v.value()) {
+                            to.insert(g, v.value()).map_err(storage)?;
+                            live_generations.push(g);
+                        } else {
+                            report.snapshots_dropped += 1;
+                        }
+                    }
+                }
+            }
+            // The job's type descriptions, input record and shard spec go with it, so the fork
+            // exports, and resumes its input or shard, as the source does.
+            let (input, shard) = (super::input::table_name(job), super::shard::table_name(job));
+            for def in [
+                tables.types(),
+                redb::TableDefinition::new(&input),
+                redb::TableDefinition::new(&shard),
+            ] {
+                if let Some(from) = open_table_ro(&src, def)? {
+                    let mut to = txn.open_table(def).map_err(storage)?;
+                    for item in from.iter().map_err(storage)? {
+                        let (k, v) = item.map_err(storage)?;
+                        to.insert(k.value(), v.value()).map_err(storage)?;
+                    }
+                }
+            }
+            write_progress(&txn, &tables, &kept, &cut)?;
+            let mut meta = cut.meta.clone();
+            meta.pinned.retain(|g| live_generations.contains(g));
+            meta.recoveries = 0;
+            meta.lifecycle = if cut.seq == 0 {
+                JobState::Created
+            } else {
+                JobState::Paused
+            };
+            meta::write(&txn, &meta)?;
+            txn.commit().map_err(storage)?;
+            Ok(())
+        })?;
         report.records_kept = kept.len();
         tracing::info!(job, generation, seq = cut.seq, into = %into.display(), "job forked");
         Ok(report)

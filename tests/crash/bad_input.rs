@@ -359,8 +359,21 @@ fn mount(args: &[&str]) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Unmounts `path`. A child process another test is spawning at that moment can hold the
+/// mount busy (between its fork and its exec), so a refused unmount is retried, then done
+/// lazily, rather than leaving the directory read-only for the checks after it.
 fn umount(path: &Path) {
-    let _ = Command::new("umount").arg(path).output();
+    for _ in 0..50 {
+        if Command::new("umount")
+            .arg(path)
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = Command::new("umount").arg("-l").arg(path).output();
 }
 
 #[test]
@@ -486,5 +499,7 @@ fn child_entry() {
         crate::creation::child(path);
     } else if let Some(path) = what.strip_prefix("runner:") {
         crate::runner_kills::child(path);
+    } else if let Some(spec) = what.strip_prefix("fork:") {
+        crate::fork::child(spec);
     }
 }

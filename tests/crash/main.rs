@@ -11,6 +11,8 @@
 //! - `deferred`: deferred durability: what is lost is a suffix, nothing `is_durable` said;
 //! - `operator`: rewind, requeue, pin/unpin and compact crashed at every op;
 //! - `creation`: SIGKILL inside the creation of a new store, and two processes racing;
+//! - `fork`: SIGKILL inside `Store::fork`: source unchanged, fork absent or complete;
+//! - `runner_deferred`: the `Runner`'s durable acks under deferred durability, crashed;
 //! - `runner_kills`: the multi-worker `Runner` with failures under SIGKILL;
 //! - `fuzz_corpus`: the bodies of the cargo-fuzz targets over a seeded corpus.
 //!
@@ -23,12 +25,14 @@ mod bad_input;
 mod creation;
 mod deferred;
 mod disk_faults;
+mod fork;
 mod fuzz_bodies;
 mod fuzz_corpus;
 mod model;
 mod operator;
 mod props;
 mod redo;
+mod runner_deferred;
 mod runner_kills;
 mod sigkill;
 mod sweep;
