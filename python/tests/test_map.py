@@ -123,8 +123,12 @@ def test_progress_line_on_request(store_path, capfd):
     assert "500/500 100.0% done" in err
 
 
+# The child restores Python's Ctrl-C handler first: a process started in the background by a
+# non-interactive shell (a CI runner, `cmd &`) inherits SIGINT as ignored, and Python then
+# never raises KeyboardInterrupt.
 CTRL_C_CHILD = """
-import sys, resumable, helpers
+import signal, sys, resumable, helpers
+signal.signal(signal.SIGINT, signal.default_int_handler)
 try:
     resumable.map(helpers.square_slowly, range(100000), store=sys.argv[1], job="c", workers=2)
 except KeyboardInterrupt:
