@@ -208,35 +208,23 @@ fn a_copy_or_a_replaced_file_is_checked_in_full() {
 
 #[test]
 fn media_damage_under_a_matching_fingerprint_is_refused_by_the_crcs() {
-    // An output in the commits resume replays (no snapshot yet).
-    let (_dir, path, _) = closed_store();
-    damage::flip_output_byte(&path, "j", 9);
-    vouch(&path);
-    let store = Store::open(&path).expect("open");
-    assert!(matches!(store.open_check(), OpenCheck::Unchanged { .. }));
-    let resumed = store.job::<Texts>("j", options());
-    assert!(matches!(resumed, Err(Error::Corrupt { .. })), "{resumed:?}");
-    drop(store);
-
-    // The newest lineage entry, which resume reads to rebuild the tail of the done ranges.
-    let (_dir, path, _) = closed_store();
-    damage::flip_last_log_byte(&path, "j", 12);
-    vouch(&path);
-    let store = Store::open(&path).expect("open");
-    assert!(matches!(store.open_check(), OpenCheck::Unchanged { .. }));
-    let resumed = store.job::<Texts>("j", options());
-    assert!(matches!(resumed, Err(Error::Corrupt { .. })), "{resumed:?}");
-    drop(store);
-
-    // The job's metadata.
-    let (_dir, path, _) = closed_store();
-    damage::flip_job_meta_byte(&path, "j");
-    vouch(&path);
-    let store = Store::open(&path).expect("open");
-    assert!(matches!(store.open_check(), OpenCheck::Unchanged { .. }));
-    let resumed = store.job::<Texts>("j", options());
-    assert!(matches!(resumed, Err(Error::Corrupt { .. })), "{resumed:?}");
-    drop(store);
+    // An output in the commits resume replays (no snapshot yet); the newest lineage entry,
+    // which resume reads to rebuild the tail of the done ranges; the job's metadata.
+    let damages: [fn(&Path); 3] = [
+        |p| damage::flip_output_byte(p, "j", 9),
+        |p| damage::flip_last_log_byte(p, "j", 12),
+        |p| damage::flip_job_meta_byte(p, "j"),
+    ];
+    for harm in damages {
+        let (_dir, path, _) = closed_store();
+        harm(&path);
+        vouch(&path);
+        let store = Store::open(&path).expect("open");
+        assert!(matches!(store.open_check(), OpenCheck::Unchanged { .. }));
+        let resumed = store.job::<Texts>("j", options());
+        assert!(matches!(resumed, Err(Error::Corrupt { .. })), "{resumed:?}");
+        drop(store);
+    }
 
     // The snapshot resume restores: refused, and the state is rebuilt without it.
     let (_dir, path, state) = closed_store();
