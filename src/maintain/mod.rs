@@ -28,11 +28,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use parking_lot::Mutex;
 
 use crate::error::Result;
+use crate::runner::Stats;
 use crate::store::SnapshotWriter;
+
+mod scrub;
+
+use scrub::Scrub;
 
 /// When the maintainer snapshots, what it keeps and when it compacts
 /// (see [`Runner::maintainer`](crate::Runner::maintainer)).
@@ -44,6 +49,8 @@ pub struct MaintainOptions {
     pub(crate) keep_snapshots: Option<usize>,
     pub(crate) compact_free_ratio: f64,
     pub(crate) compact_min_freed_bytes: u64,
+    pub(crate) scrub_rate: u64,
+    pub(crate) scrub_every: Duration,
 }
 
 impl Default for MaintainOptions {
@@ -54,6 +61,8 @@ impl Default for MaintainOptions {
             keep_snapshots: None,
             compact_free_ratio: 0.25,
             compact_min_freed_bytes: 64 << 20,
+            scrub_rate: 32 << 20,
+            scrub_every: Duration::from_hours(1),
         }
     }
 }
@@ -105,6 +114,20 @@ impl MaintainOptions {
         self.compact_min_freed_bytes = bytes;
         self
     }
+
+    /// Bytes per second the background scrub re-reads and checks (docs/SCRUB.md). Default:
+    /// 32 MiB/s. 0 turns the scrub off.
+    pub fn scrub_rate(mut self, bytes_per_s: u64) -> Self {
+        self.scrub_rate = bytes_per_s;
+        self
+    }
+
+    /// The pause between the end of one scrub pass and the start of the next. Default: 1
+    /// hour. The first pass starts a second after the run (or after this pause, if shorter).
+    pub fn scrub_every(mut self, pause: Duration) -> Self {
+        self.scrub_every = pause;
+        self
+    }
 }
 
 /// Work sent to the maintainer.
@@ -123,6 +146,22 @@ pub(crate) struct MaintainerReport {
     pub last_compaction: Option<(u64, u64)>,
     pub last_generation: Option<u64>,
     pub last_error: Option<String>,
+    pub scrub_passes: u64,
+    pub scrub_bytes: u64,
+    pub scrub_damaged: u64,
+}
+
+impl MaintainerReport {
+    /// Copies the maintainer's figures into a run's stats.
+    pub(crate) fn fill(&self, s: &mut Stats) {
+        s.snapshots = self.snapshots;
+        s.snapshots_retired = self.retired;
+        s.compactions = self.compactions;
+        s.last_compaction = self.last_compaction;
+        s.scrub_passes = self.scrub_passes;
+        s.scrub_bytes = self.scrub_bytes;
+        s.scrub_damaged = self.scrub_damaged;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -177,6 +216,7 @@ impl Maintainer {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let alive = Arc::new(AtomicUsize::new(1));
         let guard = AliveGuard(Arc::clone(&alive));
+        let scrub = Scrub::new(writer.scrubber(), job, &options);
         let worker = Worker {
             writer,
             job: job.to_owned(),
@@ -188,7 +228,7 @@ impl Maintainer {
             .name(format!("resumable-maintain-{job}"))
             .spawn(move || {
                 let _guard = guard;
-                worker.run(&rx);
+                worker.run(&rx, scrub);
             });
         let thread = match thread {
             Ok(t) => t,
@@ -269,9 +309,28 @@ impl Drop for Maintainer {
 }
 
 impl Worker {
-    fn run(mut self, rx: &Receiver<Work>) {
-        for work in rx {
-            self.handle(work);
+    /// Handles work as it arrives; between hand-offs, runs scrub batches when due. Waiting
+    /// for the next batch is waiting on the channel, so a hand-off or a stop (the channel
+    /// closing) is seen at once.
+    fn run(mut self, rx: &Receiver<Work>, mut scrub: Option<Scrub>) {
+        loop {
+            let due = scrub.as_ref().and_then(Scrub::due);
+            let received = match due {
+                Some(at) => match rx.recv_deadline(at) {
+                    Ok(work) => Some(work),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                None => match rx.recv() {
+                    Ok(work) => Some(work),
+                    Err(_) => return,
+                },
+            };
+            match (received, scrub.as_mut()) {
+                (Some(work), _) => self.handle(work),
+                (None, Some(s)) => s.step(&self.shared),
+                (None, None) => {}
+            }
         }
     }
 

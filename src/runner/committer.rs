@@ -348,10 +348,7 @@ impl<S: Fold> Committer<'_, '_, S> {
         s.target_group = self.target(self.job.options().commit_policy.max_group_records);
         s.commit_share = self.sizer.as_ref().and_then(GroupSizer::share);
         if let Some(r) = report {
-            s.snapshots = r.snapshots;
-            s.snapshots_retired = r.retired;
-            s.compactions = r.compactions;
-            s.last_compaction = r.last_compaction;
+            r.fill(s);
         }
     }
 }

@@ -484,10 +484,7 @@ impl<S: Fold> Runner<S> {
             rec.stats.records_done = job.done_count();
             rec.stats.total_records = job.total_records();
             if let Some(r) = report {
-                rec.stats.snapshots = r.snapshots;
-                rec.stats.snapshots_retired = r.retired;
-                rec.stats.compactions = r.compactions;
-                rec.stats.last_compaction = r.last_compaction;
+                r.fill(&mut rec.stats);
             }
         }
         let stats = stats.stats();

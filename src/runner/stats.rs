@@ -72,6 +72,12 @@ pub struct Stats {
     pub compactions: u64,
     /// File size before and after the last compaction, in bytes.
     pub last_compaction: Option<(u64, u64)>,
+    /// Full passes the maintainer's background scrub finished (docs/SCRUB.md).
+    pub scrub_passes: u64,
+    /// Stored bytes the scrub re-read and checked.
+    pub scrub_bytes: u64,
+    /// Stored values the scrub found damaged (each also logged with `tracing::error!`).
+    pub scrub_damaged: u64,
     /// Time since the run started.
     pub elapsed: Duration,
 }

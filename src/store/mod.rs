@@ -40,6 +40,7 @@ mod records;
 mod redo;
 mod repair;
 mod salvage;
+mod scrub;
 mod segment;
 mod shard;
 mod snapshots;
@@ -61,6 +62,7 @@ pub use verify::{Problem, VerifyReport};
 pub(crate) use input::{StoredFile, StoredInput};
 pub(crate) use job_store::{GroupBuilder, InputChange, JobStore, NewJob, SnapshotWriter};
 pub(crate) use records::DeadLetterRecord;
+pub(crate) use scrub::{Pass, Scrubber};
 pub(crate) use shard::StoredShard;
 
 #[cfg(feature = "testing")]
