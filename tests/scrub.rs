@@ -13,6 +13,8 @@
 //! with no damage and keeps its sidecar; the bytes scrubbed stay under the configured rate;
 //! a stop in the middle of a pass returns promptly.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::io::{Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::MetadataExt as _;
@@ -153,6 +155,11 @@ fn damage_below_the_file_system(path: &Path, id: u64) {
     fs::write(sidecar(path), format!("{body}crc32 {crc:08x}\n")).expect("write sidecar");
 }
 
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    clippy::unnecessary_wraps,
+    reason = "the runner's processor signature"
+)]
 fn slow_ok(_: RecordContext, id: &u64) -> Result<String, ProcessError> {
     // A light, steady job: it keeps committing (so the stats stay fresh) without growing
     // the store much.

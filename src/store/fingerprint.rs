@@ -166,12 +166,14 @@ pub(crate) fn is_recent(checked_unix_s: u64, every: Duration) -> bool {
         .is_some_and(|age| age < every.as_secs())
 }
 
-/// Removes the sidecar before a writer's first write to the store.
+/// Removes the sidecar before a writer's first write to the store, and the temp files that
+/// crashed closes left beside it ([`remove_stale_temps`]).
 ///
 /// # Errors
 /// [`Error::Io`] when it exists and cannot be removed: a writer must not leave a sidecar
 /// that vouches for a file it is about to change.
 pub(crate) fn invalidate(store: &Path) -> Result<()> {
+    remove_stale_temps(store);
     let sidecar = sidecar_path(store);
     match fs::remove_file(&sidecar) {
         Ok(()) => Ok(()),
@@ -183,6 +185,68 @@ pub(crate) fn invalidate(store: &Path) -> Result<()> {
                 sidecar.display()
             ),
         ))),
+    }
+}
+
+/// A sidecar temp file this old is a leftover whatever its PID says: a close writes its temp
+/// and renames it within [`TICK_WAIT`] and a few writes.
+const STALE_TEMP_AGE: Duration = Duration::from_mins(1);
+
+/// Removes the store's leftover sidecar temp files (`.NAME.checked.tmp-PID`, left when a
+/// process died between writing one and renaming it): those whose process is gone, and any
+/// older than [`STALE_TEMP_AGE`]. A temp of a live process, younger than that, may be a close
+/// under way in another process and is left alone. Failures are logged, not raised: a
+/// leftover temp file is clutter, never read.
+pub(crate) fn remove_stale_temps(store: &Path) {
+    let sidecar = sidecar_path(store);
+    let Some(name) = sidecar.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let prefix = format!("{name}.tmp-");
+    let dir = match sidecar.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let old = entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP_AGE);
+        let orphan = pid.parse::<u32>().is_ok_and(|pid| !process_alive(pid));
+        if !(old || orphan) {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => {
+                tracing::debug!(file = %entry.path().display(), "removed a leftover open-check temp file");
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::debug!(file = %entry.path().display(), error = %e, "cannot remove a leftover open-check temp file");
+            }
+        }
+    }
+}
+
+/// Whether process `pid` exists. Where that cannot be told, it is taken as alive (so only
+/// the age rule removes its temp files).
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
     }
 }
 
@@ -288,6 +352,46 @@ mod tests {
         }
         assert_eq!(Record::decode(""), None);
         assert_eq!(Record::decode(&text[..text.len() - 3]), None);
+    }
+
+    #[test]
+    fn an_open_removes_leftover_temps_of_dead_processes_and_old_ones_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        drop(crate::Store::open(&path).expect("create"));
+        // A PID that just ended: its process is gone.
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let dead = child.id();
+        child.wait().expect("wait");
+        let temp = |pid: &str| dir.path().join(format!(".s.redb.checked.tmp-{pid}"));
+        let own = std::process::id().to_string();
+        let leftovers = [temp(&dead.to_string()), temp("old")];
+        let kept = [
+            temp(&own),
+            dir.path().join(".other.redb.checked.tmp-1"),
+            dir.path().join("s.redb.checked.tmp-1"),
+        ];
+        for p in leftovers.iter().chain(&kept) {
+            fs::write(p, "x").expect("write");
+        }
+        let long_ago = SystemTime::now() - 2 * STALE_TEMP_AGE;
+        fs::File::options()
+            .write(true)
+            .open(temp("old"))
+            .and_then(|f| f.set_modified(long_ago))
+            .expect("set mtime");
+        let store = crate::Store::open(&path).expect("open");
+        for p in &leftovers {
+            assert!(!p.exists(), "{} is a leftover", p.display());
+        }
+        for p in &kept {
+            assert!(p.exists(), "{} is not", p.display());
+        }
+        // A read-only open changes nothing beside the store.
+        drop(store);
+        fs::write(temp(&dead.to_string()), "x").expect("write");
+        drop(crate::Store::open_read_only(&path).expect("read-only"));
+        assert!(temp(&dead.to_string()).exists());
     }
 
     #[test]
