@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use resumable::{
-    CommitPolicy, Discard, IdSource, JobOptions, MaintainOptions, OpenCheck, ProcessError,
+    CommitPolicy, Discard, Error, IdSource, JobOptions, MaintainOptions, OpenCheck, ProcessError,
     RecordContext, RunEnd, Runner, Stats, StatsHandle, Store,
 };
 use tracing::field::{Field, Visit};
@@ -199,8 +199,16 @@ fn run_until(
     })
 }
 
+/// Options whose first pass starts after 300 ms (the pause, when shorter than the default
+/// start of 10 s), then one every 300 ms.
+fn scrub(rate: u64) -> MaintainOptions {
+    MaintainOptions::new()
+        .scrub_rate(rate)
+        .scrub_every(Duration::from_millis(300))
+}
+
 fn fast_scrub() -> MaintainOptions {
-    MaintainOptions::new().scrub_rate(1 << 30)
+    scrub(1 << 30)
 }
 
 #[test]
@@ -218,7 +226,13 @@ fn a_damaged_segment_is_reported_logged_and_voids_the_sidecar_while_the_job_goes
         let s = s.stats();
         s.scrub_passes >= 1 && s.records_committed > 0
     });
-    assert_eq!(stats.scrub_damaged, 1, "{stats:?}");
+    // Each pass (one every 300 ms here) finds the one damaged segment once; the last may
+    // have found it before the stop ended it.
+    assert!(stats.scrub_damaged >= 1, "{stats:?}");
+    assert!(
+        (stats.scrub_passes..=stats.scrub_passes + 1).contains(&stats.scrub_damaged),
+        "{stats:?}"
+    );
     assert!(stats.scrub_passes >= 1, "{stats:?}");
     assert!(stats.records_committed > 0, "the job went on: {stats:?}");
     // Commit 1234 / 50 + 1 = 25 holds record 1234.
@@ -229,19 +243,25 @@ fn a_damaged_segment_is_reported_logged_and_voids_the_sidecar_while_the_job_goes
         .filter(|(job, ..)| job == "damaged")
         .cloned()
         .collect();
-    assert_eq!(logged.len(), 1, "{logged:?}");
-    assert_eq!(logged[0].1, Some(25), "{logged:?}");
-    assert!(logged[0].2.contains("resumable verify"), "{logged:?}");
+    assert_eq!(logged.len() as u64, stats.scrub_damaged, "{logged:?}");
+    for (_, seq, message) in &logged {
+        assert_eq!(*seq, Some(25), "{logged:?}");
+        assert!(message.contains("segment 25"), "{message}");
+        assert!(message.contains("resumable verify"), "{message}");
+    }
     drop(store);
     assert!(
         !sidecar(&path).exists(),
         "after damage no sidecar vouches for the file"
     );
-    // The next open runs redb's page walk, which refuses the damaged page or passes it.
-    match Store::open(&path) {
-        Ok(s) => assert_eq!(s.open_check(), OpenCheck::Full),
-        Err(e) => eprintln!("the full check refused the damaged file: {e}"),
-    }
+    // The next open runs redb's page walk, which refuses the damaged page (the operator
+    // then salvages the file).
+    let reopened = Store::open(&path);
+    assert!(
+        matches!(reopened, Err(Error::Unopenable { .. })),
+        "{:?}",
+        reopened.map(|s| s.open_check())
+    );
 }
 
 #[test]
@@ -267,7 +287,7 @@ fn a_clean_store_passes_with_no_damage_and_keeps_its_sidecar() {
     let store = Store::open(&path).expect("open");
     assert!(matches!(store.open_check(), OpenCheck::Unchanged { .. }));
     // A rate of 0 turns the scrub off.
-    let (stats, _) = run_until(&store, "clean", MaintainOptions::new().scrub_rate(0), |s| {
+    let (stats, _) = run_until(&store, "clean", scrub(0), |s| {
         s.stats().elapsed > Duration::from_millis(1_500)
     });
     assert_eq!((stats.scrub_bytes, stats.scrub_passes), (0, 0), "{stats:?}");
@@ -280,18 +300,13 @@ fn the_bytes_scrubbed_stay_under_the_rate() {
     let store = Store::open(&path).expect("open");
     let rate = 2u64 << 20;
     let mut worst = 0.0f64;
-    let (stats, _) = run_until(
-        &store,
-        "rate",
-        MaintainOptions::new().scrub_rate(rate),
-        |s| {
-            let s = s.stats();
-            // Bytes by time t stay under rate * t plus one batch (a tenth of the rate).
-            let bound = rate as f64 * s.elapsed.as_secs_f64() + rate as f64 / 10.0;
-            worst = worst.max(s.scrub_bytes as f64 / bound);
-            s.elapsed > Duration::from_secs(3)
-        },
-    );
+    let (stats, _) = run_until(&store, "rate", scrub(rate), |s| {
+        let s = s.stats();
+        // Bytes by time t stay under rate * t plus one batch (a tenth of the rate).
+        let bound = rate as f64 * s.elapsed.as_secs_f64() + rate as f64 / 10.0;
+        worst = worst.max(s.scrub_bytes as f64 / bound);
+        s.elapsed > Duration::from_secs(3)
+    });
     let bound = rate as f64 * stats.elapsed.as_secs_f64() + rate as f64 / 10.0;
     eprintln!(
         "scrubbed {} bytes in {:?} at {rate} B/s: {:.2} of the bound; worst sample {worst:.2}",
@@ -317,12 +332,7 @@ fn a_stop_in_the_middle_of_a_pass_returns_promptly() {
     let (_dir, path) = filled_store("stop", 4_000, 2_000);
     let store = Store::open(&path).expect("open");
     for rate in [1u64 << 20, u64::MAX] {
-        let (stats, took) = run_until(
-            &store,
-            "stop",
-            MaintainOptions::new().scrub_rate(rate),
-            |s| s.stats().scrub_bytes > 0,
-        );
+        let (stats, took) = run_until(&store, "stop", scrub(rate), |s| s.stats().scrub_bytes > 0);
         eprintln!("rate {rate}: the stop took {took:?}; {stats:?}");
         assert!(stats.scrub_bytes > 0, "stopped during a pass: {stats:?}");
         if rate < u64::MAX {

@@ -123,7 +123,7 @@ impl MaintainOptions {
     }
 
     /// The pause between the end of one scrub pass and the start of the next. Default: 1
-    /// hour. The first pass starts a second after the run (or after this pause, if shorter).
+    /// hour. The first pass starts 10 s after the run does (or after this pause, if shorter).
     pub fn scrub_every(mut self, pause: Duration) -> Self {
         self.scrub_every = pause;
         self

@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 use super::{MaintainOptions, Shared};
 use crate::store::{Pass, Scrubber};
 
-/// How long after the maintainer starts the first pass begins.
-pub(crate) const FIRST_PASS_AFTER: Duration = Duration::from_secs(1);
+/// How long after the maintainer starts the first pass begins (or `scrub_every`, if
+/// shorter): soon for a job that runs for minutes or hours, while a short run, which reads
+/// back little, and the warm-up of any run pay nothing.
+pub(crate) const FIRST_PASS_AFTER: Duration = Duration::from_secs(10);
 
 /// How long to wait before trying again when no read transaction could be begun.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
