@@ -1,5 +1,6 @@
 //! The background maintainer: one thread that writes snapshots handed to it, retires old
-//! ones and compacts the file, off the commit path.
+//! ones and compacts the file, off the commit path; between hand-offs it scrubs the job's
+//! committed values at a bounded rate (`scrub.rs`, docs/SCRUB.md).
 //!
 //! Who does what, and why: the state `S` belongs to the committer (it is not `Clone`, and
 //! the fold must see every commit in order), so the committer *encodes* it (one bincode

@@ -9,7 +9,8 @@
 //!   pending group and calls it; no redb type or transaction leaves this module.
 //! - The operator's side: `inspect.rs` (read-only questions), `verify.rs` (the checks that
 //!   need no state type), `repair.rs` (requeue, rewind, fork, pin), `space.rs` (file
-//!   space, compaction, redb's integrity check).
+//!   space, compaction, redb's integrity check), `scrub.rs` (the maintainer's background
+//!   re-read of a job's values, one short read transaction per batch).
 //! - Below them: `tables.rs` (names), `meta.rs` and `records.rs` (stored values),
 //!   `segment.rs` (commit framing), `read.rs` and `write.rs` (one read or write
 //!   transaction each), `outputs.rs` (outputs by id), `progress_mark.rs` (when done ranges
