@@ -194,6 +194,22 @@ impl<B: StorageBackend> Watched<B> {
     }
 }
 
+/// Writes `StorageBackend`'s byte-range lock methods (each takes a `start` and an `end`
+/// bound and returns a `BackendError` result) as plain calls to `self.inner`. `Watched` only
+/// watches `sync_data`; each of these must reach the inner backend, since the trait's
+/// defaults answer `Unsupported` and redb takes its file locks through them.
+macro_rules! pass_range_locks_through {
+    ($($method:ident -> $ok:ty;)*) => {$(
+        fn $method(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> std::result::Result<$ok, BackendError> {
+            self.inner.$method(start, end)
+        }
+    )*};
+}
+
 impl<B: StorageBackend> StorageBackend for Watched<B> {
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
@@ -221,52 +237,13 @@ impl<B: StorageBackend> StorageBackend for Watched<B> {
         self.inner.close()
     }
 
-    fn try_lock_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> std::result::Result<bool, BackendError> {
-        self.inner.try_lock_range(start, end)
-    }
-
-    fn try_lock_shared_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> std::result::Result<bool, BackendError> {
-        self.inner.try_lock_shared_range(start, end)
-    }
-
-    fn lock_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> std::result::Result<(), BackendError> {
-        self.inner.lock_range(start, end)
-    }
-
-    fn lock_shared_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> std::result::Result<(), BackendError> {
-        self.inner.lock_shared_range(start, end)
-    }
-
-    fn unlock_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> std::result::Result<(), BackendError> {
-        self.inner.unlock_range(start, end)
-    }
-
-    fn query_lock_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> std::result::Result<bool, BackendError> {
-        self.inner.query_lock_range(start, end)
+    pass_range_locks_through! {
+        try_lock_range -> bool;
+        try_lock_shared_range -> bool;
+        lock_range -> ();
+        lock_shared_range -> ();
+        unlock_range -> ();
+        query_lock_range -> bool;
     }
 }
 
