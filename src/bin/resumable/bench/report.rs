@@ -533,9 +533,21 @@ impl Report {
         )?;
         writeln!(
             out,
-            "durable-ack latency against offered load (disk: one durable redb commit {:.2} ms median, {:.2} ms p99):",
-            self.latency.disk_commit_ms, self.latency.disk_commit_p99_ms
+            "durable-ack latency against offered load (disk: one durable redb commit {:.2} ms median, {:.2} ms p99, {:.1}% of the time in stalls over 5x the median):",
+            self.latency.disk_commit_ms,
+            self.latency.disk_commit_p99_ms,
+            self.latency.disk_stall_share * 100.0
         )?;
+        for f in &self.latency.floors {
+            writeln!(
+                out,
+                "  {:<13} offered {:>9}  (an ideal committer on this disk's trace)  ack p50 {:>7.2} ms  p99 {:>7.2} ms",
+                "floor",
+                format!("{}/s", f.offered_per_s),
+                f.ack_p50_ms,
+                f.ack_p99_ms
+            )?;
+        }
         for r in &self.latency.rows {
             writeln!(
                 out,
