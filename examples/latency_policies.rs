@@ -1,7 +1,7 @@
 //! The latency rows of `resumable bench` on their own, repeated: the runner fed at a fixed
 //! rate (or unbounded) with 1 KiB outputs that cost nothing to compute, under the fixed
-//! group-commit policy and the self-clocking one, taking turns (the order flips every
-//! repeat), with the run's commit count, mean group, commit latency and snapshot and
+//! group-commit policy, the self-clocking one and the default (self-clocking while the
+//! workers wait for input), taking turns (the order rotates every repeat), with the run's commit count, mean group, commit latency and snapshot and
 //! compaction counts, so a slow row can be explained.
 //!
 //! ```text
@@ -20,12 +20,11 @@ use resumable::{
 fn paced_run(
     dir: &std::path::Path,
     offered: Option<u64>,
-    self_clocking: bool,
+    (name, policy): (&str, CommitPolicy),
     run_for: Duration,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let path = dir.join("latency.redb");
     let store = Store::open(&path)?;
-    let policy = CommitPolicy::new().self_clocking(self_clocking);
     let job = store.job::<Discard<Bytes>>("latency", JobOptions::new().commit_policy(policy))?;
     let acked = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&acked);
@@ -58,12 +57,7 @@ fn paced_run(
     let achieved = window.join().map_err(|_| "the window thread panicked")?;
     let s = &report.stats;
     println!(
-        "{:<13} offered {:>9} achieved {achieved:>9.0}/s ack p50 {:>7.2} ms p99 {:>8.2} ms | commits {} mean group {:.0} commit p50 {:.2?} p99 {:.2?} snapshots {} compactions {}",
-        if self_clocking {
-            "self_clocking"
-        } else {
-            "fixed"
-        },
+        "{name:<13} offered {:>9} achieved {achieved:>9.0}/s ack p50 {:>7.2} ms p99 {:>8.2} ms | commits {} mean group {:.0} commit p50 {:.2?} p99 {:.2?} snapshots {} compactions {}",
         offered.map_or_else(|| "unbounded".to_owned(), |r| r.to_string()),
         s.ack_latency_p50.as_secs_f64() * 1e3,
         s.ack_latency_p99.as_secs_f64() * 1e3,
@@ -98,15 +92,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         loads = vec![Some(1_000), Some(10_000), Some(100_000), None];
     }
     let dir = tempfile::tempdir_in(&base)?;
+    let policies = [
+        ("fixed", CommitPolicy::new().self_clocking(false)),
+        ("self_clocking", CommitPolicy::new().self_clocking(true)),
+        ("default", CommitPolicy::new()),
+    ];
     for repeat in 0..repeats {
         for &offered in &loads {
-            let order = if repeat % 2 == 0 {
-                [false, true]
-            } else {
-                [true, false]
-            };
-            for self_clocking in order {
-                paced_run(dir.path(), offered, self_clocking, run_for)?;
+            for k in 0..policies.len() {
+                let policy = policies[(k + repeat) % policies.len()].clone();
+                paced_run(dir.path(), offered, policy, run_for)?;
             }
         }
     }

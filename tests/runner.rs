@@ -674,13 +674,17 @@ fn stats_carry_what_a_metrics_exporter_needs_ack_quantiles_and_the_last_durable_
 /// a source that yields its next record only after the previous one was durably
 /// acknowledged runs to the end one record per commit, although the group delay is an hour
 /// (the fixed policy would wait that hour, or for 1,000 records, before its first commit).
+/// The default policy does the same while the workers wait for input, as they do here.
 #[test]
 fn self_clocking_commits_at_once_when_the_job_is_idle() {
+    for policy in [CommitPolicy::new().self_clocking(true), CommitPolicy::new()] {
+        self_clocks(policy.max_group_delay(Duration::from_hours(1)));
+    }
+}
+
+fn self_clocks(policy: CommitPolicy) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("s.redb")).unwrap();
-    let policy = CommitPolicy::new()
-        .max_group_delay(Duration::from_hours(1))
-        .self_clocking(true);
     let job = store
         .job::<Tally>("j", options(5).commit_policy(policy))
         .unwrap();
@@ -707,4 +711,47 @@ fn self_clocking_commits_at_once_when_the_job_is_idle() {
         "a record waited for a timer"
     );
     assert_eq!(*acks.lock(), vec![1, 1, 1, 1, 1], "one record per commit");
+}
+
+/// The default policy self-clocks only while the workers wait for input: with records
+/// queued for a busy worker it commits at the record limit (the fixed policy), so a
+/// CPU-bound job does not pay for a commit per handful of records; once the queue is empty,
+/// what is left commits at once instead of waiting out the group delay.
+#[test]
+fn the_default_policy_commits_full_groups_while_work_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s.redb")).unwrap();
+    let policy = CommitPolicy::new()
+        .max_group_records(50)
+        .max_group_delay(Duration::from_mins(1));
+    let job = store
+        .job::<Tally>("j", options(220).commit_policy(policy))
+        .unwrap();
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&acks);
+    let runner = Runner::new(job)
+        .workers(1)
+        .on_durable(move |ack| seen.lock().push(ack.records()));
+    let started = std::time::Instant::now();
+    let report = runner
+        .run(
+            IdSource::new(0..220, Ok::<u64, resumable::BoxError>),
+            |_: resumable::RecordContext, id: &u64| {
+                std::thread::sleep(Duration::from_millis(2));
+                Ok::<u64, resumable::ProcessError>(*id)
+            },
+        )
+        .unwrap();
+    assert!(matches!(report.end, RunEnd::Finished), "{:?}", report.end);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the tail waited for the group delay"
+    );
+    let acks = acks.lock();
+    assert_eq!(acks.iter().sum::<u64>(), 220);
+    assert_eq!(
+        acks[..2],
+        [50, 50],
+        "full groups while records queued for the worker: {acks:?}"
+    );
 }

@@ -36,6 +36,7 @@ pub use options::{DEFAULT_CODE_VERSION, JobOptions, manifest_digest};
 pub use policy::{CommitPolicy, Durability};
 
 pub(crate) use fold::Folder;
+pub(crate) use policy::Clocking;
 
 /// The lineage chain's end, as far as this handle has committed.
 #[derive(Clone, Copy, Debug)]

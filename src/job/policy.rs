@@ -31,7 +31,19 @@ pub struct CommitPolicy {
     pub(crate) max_group_bytes: usize,
     pub(crate) max_group_delay: Duration,
     pub(crate) durability: Durability,
-    pub(crate) self_clocking: bool,
+    pub(crate) clocking: Clocking,
+}
+
+/// When the runner's committer commits a group that has not reached a limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Clocking {
+    /// Only at a limit: the fixed policy.
+    Limits,
+    /// As soon as the committer has taken in everything ready.
+    Always,
+    /// As [`Clocking::Always`] while the workers wait for input (the job is lightly loaded),
+    /// as [`Clocking::Limits`] while work queues for them.
+    WhenIdle,
 }
 
 impl Default for CommitPolicy {
@@ -41,7 +53,7 @@ impl Default for CommitPolicy {
             max_group_bytes: 4 << 20,
             max_group_delay: Duration::from_millis(50),
             durability: Durability::Immediate,
-            self_clocking: false,
+            clocking: Clocking::WhenIdle,
         }
     }
 }
@@ -83,18 +95,30 @@ impl CommitPolicy {
     /// queue, and the next group takes them all, so groups grow with the load by
     /// themselves: one record per commit when the job is lightly loaded (acknowledged
     /// within about one commit's latency), `max_group_records` when it is saturated. The
-    /// record, byte and at-risk limits still apply. Default: `false` (the fixed policy:
-    /// a group waits for `max_group_records` or `max_group_delay`). The single-threaded
+    /// record, byte and at-risk limits still apply.
+    ///
+    /// `true` self-clocks always; `false` is the fixed policy (a group waits for
+    /// `max_group_records` or `max_group_delay`). The default self-clocks while the
+    /// workers wait for input and falls back to the fixed policy while records queue for
+    /// them: a light load is acknowledged within about one commit, and a CPU-bound job does
+    /// not pay for many small commits (each costs CPU time in the kernel's I/O path that
+    /// busy workers would otherwise have; see docs/BENCHMARKS.md). The single-threaded
     /// [`Job`](crate::Job) API has no concurrent commit to clock on and ignores it.
     pub fn self_clocking(mut self, on: bool) -> Self {
-        self.self_clocking = on;
+        self.clocking = if on {
+            Clocking::Always
+        } else {
+            Clocking::Limits
+        };
         self
     }
 
-    /// Whether the policy is self-clocking (see [`CommitPolicy::self_clocking`]).
+    /// Whether the policy self-clocks always (see [`CommitPolicy::self_clocking`]); `false`
+    /// for the fixed policy and for the default, which self-clocks only while the workers
+    /// wait for input.
     #[must_use]
     pub fn is_self_clocking(&self) -> bool {
-        self.self_clocking
+        self.clocking == Clocking::Always
     }
 
     /// Durability of commits. Default: [`Durability::Immediate`].

@@ -22,7 +22,7 @@ use super::feeder::Outcome;
 use super::stats::Recorder;
 use super::{DurableAck, StopHandle};
 use crate::error::{Error, Result};
-use crate::job::{CommitReceipt, Durability, Fold, Job};
+use crate::job::{Clocking, CommitReceipt, Durability, Fold, Job};
 use crate::maintain::Maintainer;
 
 /// Everything the committer needs besides the job and its inbox.
@@ -37,6 +37,8 @@ pub(crate) struct CommitterCtx<'a> {
     pub recorder: &'a Mutex<Recorder>,
     pub abort: &'a AtomicBool,
     pub stop: &'a StopHandle,
+    /// Whether the workers are waiting for input (no task is queued for them).
+    pub workers_idle: &'a (dyn Fn() -> bool + Sync),
 }
 
 /// Committed but not yet durable: acknowledged at the next durable commit.
@@ -147,9 +149,14 @@ impl<S: Fold> Committer<'_, '_, S> {
             let pending = self.job.pending();
             // Self-clocking: everything ready is in (the inbox is drained), so commit now
             // rather than wait; what arrives during this commit makes the next group.
+            let clocks = match policy.clocking {
+                Clocking::Limits => false,
+                Clocking::Always => true,
+                Clocking::WhenIdle => (self.ctx.workers_idle)(),
+            };
             let due =
                 policy.group_due(pending, target, self.job.pending_bytes(), self.first_queued)
-                    || (policy.self_clocking && pending > 0 && backlog.is_empty());
+                    || (clocks && pending > 0 && backlog.is_empty());
             if due {
                 let durable = self.job.wants_durable();
                 self.commit(durable)?;
@@ -250,11 +257,11 @@ impl<S: Fold> Committer<'_, '_, S> {
             self.records_since_snapshot += receipt.records();
             self.unacked.push(Unacked { receipt, ready });
             let policy = &self.job.options().commit_policy;
-            if policy.self_clocking {
+            if policy.clocking == Clocking::Limits {
+                self.commits_since_snapshot += 1;
+            } else {
                 let group = policy.max_group_records as u64;
                 self.commits_since_snapshot = self.records_since_snapshot / group.max(1);
-            } else {
-                self.commits_since_snapshot += 1;
             }
         }
         if durable {

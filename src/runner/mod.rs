@@ -233,9 +233,9 @@ impl<S: Fold> Runner<S> {
     /// the committer), in records; it bounds memory when one side outruns the other. At most
     /// twice this plus the workers are in flight. Records travel in small batches (up to 64,
     /// and at most this over twice the workers). Default: 64 per worker, at least 256, and
-    /// under a [self-clocking](crate::CommitPolicy::self_clocking) policy at least the
-    /// policy's `max_group_records`, so a whole group can queue while the previous one
-    /// commits.
+    /// unless the policy is fixed ([`self_clocking(false)`](crate::CommitPolicy::self_clocking))
+    /// at least the policy's `max_group_records`, so a whole group can queue while the
+    /// previous one commits.
     pub fn queue_capacity(mut self, records: usize) -> Self {
         self.queue_capacity = Some(records.max(1));
         self
@@ -412,6 +412,9 @@ impl<S: Fold> Runner<S> {
             .min(MAX_FLUSH_AFTER * 4)
             / 4;
         let (feedback_tx, feedback_rx) = crossbeam_channel::unbounded();
+        // The committer's view of the load: no task queued means the workers keep up.
+        let task_probe = task_rx.clone();
+        let workers_idle = move || task_probe.is_empty();
 
         let worker_ctx = WorkerCtx {
             process: &process,
@@ -436,6 +439,7 @@ impl<S: Fold> Runner<S> {
                 recorder,
                 abort: &abort,
                 stop: &stop,
+                workers_idle: &workers_idle,
             };
             let job = &mut job;
             let committer = scope.spawn(move || committer::run(job, &outcome_rx, ctx));
@@ -497,17 +501,17 @@ impl<S: Fold> Runner<S> {
 }
 
 /// The default capacity of each channel: 64 records per worker, at least 256; under a
-/// self-clocking policy at least `max_group_records` too. A self-clocking group is what
+/// policy that may self-clock (the default does) at least `max_group_records` too. A self-clocking group is what
 /// queued while the previous commit ran, and records can only queue as far as the channels
 /// reach: with less room than a group, a slow fsync would stall the workers with every group
 /// smaller than the limit, and saturated throughput would fall below the fixed policy's.
 fn default_capacity<S: Fold>(job: &Job<S>, workers: usize) -> usize {
     let policy = &job.options().commit_policy;
     let capacity = (workers * 64).max(256);
-    if policy.self_clocking {
-        capacity.max(policy.max_group_records)
-    } else {
+    if policy.clocking == crate::job::Clocking::Limits {
         capacity
+    } else {
+        capacity.max(policy.max_group_records)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Durable-ack latency against offered load: the runner fed at fixed rates (and
-//! unbounded) under the fixed group-commit policy and the self-clocking one, side by side,
+//! unbounded) under the fixed group-commit policy, the self-clocking one and the default
+//! (self-clocking while the workers wait for input), side by side,
 //! with the disk's own durable-commit latency (bare redb, one insert per commit) measured
 //! in the same run.
 //!
@@ -64,6 +65,22 @@ pub(super) struct LatencyStudy {
     /// At 1,000 records/s offered, the self-clocking ack p99 over the floor's.
     pub(super) self_clocking_p99_vs_floor: Option<f64>,
     pub(super) self_clocking_unbounded_vs_fixed: Option<f64>,
+    /// The same four ratios for the default policy.
+    pub(super) default_p50_vs_disk: Option<f64>,
+    pub(super) default_p99_vs_disk: Option<f64>,
+    pub(super) default_p99_vs_floor: Option<f64>,
+    pub(super) default_unbounded_vs_fixed: Option<f64>,
+}
+
+/// The policies of the study, by the name their rows carry.
+const POLICIES: [&str; 3] = ["fixed", "self_clocking", "default"];
+
+fn policy(name: &str) -> CommitPolicy {
+    match name {
+        "fixed" => CommitPolicy::new().self_clocking(false),
+        "self_clocking" => CommitPolicy::new().self_clocking(true),
+        _ => CommitPolicy::new(),
+    }
 }
 
 /// The acks of an ideal committer on this disk at one offered rate (see the module docs).
@@ -186,29 +203,27 @@ pub(super) fn latency_study(ctx: &Ctx, repeats: usize) -> Result<LatencyStudy> {
             f.offered_per_s, f.ack_p50_ms, f.ack_p99_ms
         );
     }
-    let mut runs: Vec<Vec<PacedRun>> = (0..OFFERED.len() * 2).map(|_| Vec::new()).collect();
+    let n = POLICIES.len();
+    let mut runs: Vec<Vec<PacedRun>> = (0..OFFERED.len() * n).map(|_| Vec::new()).collect();
     for repeat in 0..repeats {
         for (i, offered) in OFFERED.into_iter().enumerate() {
-            let order = if repeat % 2 == 0 {
-                [false, true]
-            } else {
-                [true, false]
-            };
-            for self_clocking in order {
-                let path = ctx.dir.join(format!("latency-{i}-{self_clocking}"));
-                let run = paced_run(ctx, &path, offered, self_clocking)?;
+            // The order rotates every repeat, so no policy always follows another's writes.
+            for k in 0..n {
+                let p = (k + repeat) % n;
+                let path = ctx.dir.join(format!("latency-{i}-{p}"));
+                let run = paced_run(ctx, &path, offered, policy(POLICIES[p]))?;
                 let _ = std::fs::remove_file(&path);
                 settle(&ctx.dir);
                 eprintln!(
                     "latency {}/{repeats}: {:<13} offered {:>8} achieved {:>9.0}/s ack p50 {:.2} ms p99 {:.2} ms",
                     repeat + 1,
-                    policy_name(self_clocking),
+                    POLICIES[p],
                     offered.map_or_else(|| "unbounded".to_owned(), |r| r.to_string()),
                     run.achieved_per_s,
                     run.ack_p50_ms,
                     run.ack_p99_ms
                 );
-                runs[2 * i + usize::from(self_clocking)].push(run);
+                runs[n * i + p].push(run);
             }
         }
     }
@@ -219,8 +234,8 @@ pub(super) fn latency_study(ctx: &Ctx, repeats: usize) -> Result<LatencyStudy> {
             let pick =
                 |f: fn(&PacedRun) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
             LatencyRow {
-                policy: policy_name(k % 2 == 1),
-                offered_per_s: OFFERED[k / 2],
+                policy: POLICIES[k % n],
+                offered_per_s: OFFERED[k / n],
                 achieved_per_s: pick(|r| r.achieved_per_s),
                 ack_p50_ms: pick(|r| r.ack_p50_ms),
                 ack_p99_ms: pick(|r| r.ack_p99_ms),
@@ -232,33 +247,41 @@ pub(super) fn latency_study(ctx: &Ctx, repeats: usize) -> Result<LatencyStudy> {
         rows.iter()
             .find(|r| r.policy == policy && r.offered_per_s == offered)
     };
-    let light = row("self_clocking", Some(1_000));
     let light_floor = floors.iter().find(|f| f.offered_per_s == 1_000);
     let ratio = |a: f64, b: f64| (b > 0.0).then(|| a / b);
-    let unbounded = row("self_clocking", None)
-        .zip(row("fixed", None))
-        .and_then(|(s, f)| ratio(s.achieved_per_s, f.achieved_per_s));
+    // At 1,000/s: p50 and p99 over the disk's median commit, p99 over the floor's;
+    // unbounded: throughput over the fixed policy's.
+    let goals = |name: &str| {
+        let light = row(name, Some(1_000));
+        let unbounded = row(name, None)
+            .zip(row("fixed", None))
+            .and_then(|(s, f)| ratio(s.achieved_per_s, f.achieved_per_s));
+        (
+            light.and_then(|r| ratio(r.ack_p50_ms, disk_commit_ms)),
+            light.and_then(|r| ratio(r.ack_p99_ms, disk_commit_ms)),
+            light
+                .zip(light_floor)
+                .and_then(|(r, f)| ratio(r.ack_p99_ms, f.ack_p99_ms)),
+            unbounded,
+        )
+    };
+    let (sc_p50, sc_p99, sc_floor, sc_unbounded) = goals("self_clocking");
+    let (d_p50, d_p99, d_floor, d_unbounded) = goals("default");
     Ok(LatencyStudy {
         disk_commit_ms,
         disk_commit_p99_ms,
-        self_clocking_p50_vs_disk: light.and_then(|r| ratio(r.ack_p50_ms, disk_commit_ms)),
-        self_clocking_p99_vs_disk: light.and_then(|r| ratio(r.ack_p99_ms, disk_commit_ms)),
-        self_clocking_p99_vs_floor: light
-            .zip(light_floor)
-            .and_then(|(r, f)| ratio(r.ack_p99_ms, f.ack_p99_ms)),
         disk_stall_share,
         floors,
-        self_clocking_unbounded_vs_fixed: unbounded,
+        self_clocking_p50_vs_disk: sc_p50,
+        self_clocking_p99_vs_disk: sc_p99,
+        self_clocking_p99_vs_floor: sc_floor,
+        self_clocking_unbounded_vs_fixed: sc_unbounded,
+        default_p50_vs_disk: d_p50,
+        default_p99_vs_disk: d_p99,
+        default_p99_vs_floor: d_floor,
+        default_unbounded_vs_fixed: d_unbounded,
         rows,
     })
-}
-
-fn policy_name(self_clocking: bool) -> &'static str {
-    if self_clocking {
-        "self_clocking"
-    } else {
-        "fixed"
-    }
 }
 
 /// Bare redb (its default, exclusive mode) durable commits of one 1 KiB insert each, back to
@@ -286,17 +309,16 @@ fn disk_trace(ctx: &Ctx, path: &Path) -> Result<DiskTrace> {
     Ok(DiskTrace { commits })
 }
 
-/// The runner with default options (and `self_clocking` set or not) over a source that
+/// The runner with default options but `policy` over a source that
 /// yields record `i` no earlier than `i / offered` seconds after the start; records are
 /// 1 KiB outputs that cost nothing to compute, so what is measured is the commit path.
 fn paced_run(
     ctx: &Ctx,
     path: &Path,
     offered: Option<u64>,
-    self_clocking: bool,
+    policy: CommitPolicy,
 ) -> Result<PacedRun> {
     let store = Store::open(path)?;
-    let policy = CommitPolicy::new().self_clocking(self_clocking);
     let job = store.job::<Discard<Bytes>>("latency", JobOptions::new().commit_policy(policy))?;
     let acked = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&acked);
