@@ -408,17 +408,21 @@ fn dead_letters_settle_records_and_requeue_puts_them_back() {
     assert!(report.state_replayed);
 }
 
+/// A store whose job "j" holds records 0..9 (output = id) in three commits of three.
+fn nine_records_in_groups_of_three() -> (tempfile::TempDir, std::path::PathBuf) {
+    let (dir, path) = fresh();
+    let store = Store::open(&path).expect("open");
+    let mut job = store.job::<Sum>("j", small_groups()).expect("job");
+    for id in 0..9 {
+        job.submit(id, id).expect("submit");
+    }
+    job.flush().expect("flush");
+    (dir, path)
+}
+
 #[test]
 fn verify_names_a_tampered_output() {
-    let (_d, path) = fresh();
-    {
-        let store = Store::open(&path).expect("open");
-        let mut job = store.job::<Sum>("j", small_groups()).expect("job");
-        for id in 0..9 {
-            job.submit(id, id).expect("submit");
-        }
-        job.flush().expect("flush");
-    }
+    let (_d, path) = nine_records_in_groups_of_three();
     damage::flip_output_byte(&path, "j", 4);
     let store = StoreOptions::new().open(&path).expect("open");
     let report = store.verify_job("j").expect("verify");
@@ -436,15 +440,7 @@ fn verify_names_a_tampered_output() {
 /// read back as stored (the CRC is for accidents, the chain for edits).
 #[test]
 fn verify_names_the_commit_of_an_output_edited_with_its_crc_fixed() {
-    let (_d, path) = fresh();
-    {
-        let store = Store::open(&path).expect("open");
-        let mut job = store.job::<Sum>("j", small_groups()).expect("job");
-        for id in 0..9 {
-            job.submit(id, id).expect("submit");
-        }
-        job.flush().expect("flush");
-    }
+    let (_d, path) = nine_records_in_groups_of_three();
     damage::edit_output_fixing_its_crc(&path, "j", 4);
     let store = StoreOptions::new().open(&path).expect("open");
     let report = store.verify_job("j").expect("verify");

@@ -18,6 +18,7 @@ use resumable::{
     CommitPolicy, Discard, IdSource, JobOptions, ProcessError, Runner, Store, StoreOptions,
 };
 
+use crate::child::campaign_seed;
 use crate::model::{env_u64, scale};
 use crate::sigkill::{Incarnation, Landed, Rng, incarnation};
 
@@ -64,13 +65,7 @@ pub fn child(path: &str) {
 #[test]
 fn every_durable_commit_is_announced_at_least_once_in_order_across_kills() {
     let target = env_u64("RESUMABLE_ACK_KILLS", 40 * scale());
-    let seed = env_u64(
-        "RESUMABLE_ACK_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-    );
-    println!("ack campaign: seed {seed} (replay with RESUMABLE_ACK_SEED={seed})");
+    let seed = campaign_seed("ack", "RESUMABLE_ACK_SEED");
     let mut rng = Rng(seed);
     let started = Instant::now();
     let (mut kills, mut jobs, mut replayed, mut announced_total) = (0u64, 0u64, 0u64, 0u64);

@@ -15,24 +15,15 @@ use std::process::Command;
 
 use resumable::{Error, JobOptions, Store};
 
+use crate::child::{self, CHILD};
 use crate::fuzz_bodies::{OpenOutcome, good_store_image, open_and_classify, variant};
 use crate::model::{JOB, Tally, Workload, output_of};
-
-const CHILD: &str = "RESUMABLE_CRASH_CHILD";
 
 /// Runs the damaged images in `dir` in a child process, in batches; returns outcome counts.
 fn classify_in_children(dir: &Path, names: &[String]) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for batch in names.chunks(48) {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "bad_input::child_entry",
-                "--include-ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD, format!("damage:{}", dir.display()))
+        let out = child::command(&format!("damage:{}", dir.display()))
             .env("RESUMABLE_CRASH_CASES", batch.join(","))
             .output()
             .unwrap();
@@ -321,15 +312,7 @@ fn a_second_process_or_store_on_the_same_file_is_locked_out() {
     let holder = Store::open(&path).unwrap();
     let e = Store::open(&path).unwrap_err();
     assert!(matches!(e, Error::Locked { .. }), "same process: {e:?}");
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "bad_input::child_entry",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, format!("lock:{}", path.display()))
+    let out = child::command(&format!("lock:{}", path.display()))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

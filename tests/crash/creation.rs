@@ -11,13 +11,13 @@
 //! typed error. `RESUMABLE_CREATE_KILLS` (default 20 x `RESUMABLE_CRASH_SCALE`) sets the
 //! number of kills and `RESUMABLE_CREATE_SEED` replays a campaign; the seed is printed.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use resumable::{Discard, JobOptions, Store, StoreOptions};
 
+use crate::child::{campaign_seed, kill_after_begin, leftovers};
 use crate::fuzz_bodies::variant;
 use crate::model::{env_u64, scale};
 use crate::sigkill::Rng;
@@ -34,32 +34,9 @@ pub fn child(path: &str) {
     }
 }
 
+/// A child that creates the store at `path`.
 fn spawn(path: &Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "bad_input::child_entry",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(
-            "RESUMABLE_CRASH_CHILD",
-            format!("create:{}", path.display()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn leftovers(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".creating-"))
-        .collect()
+    crate::child::spawn(&format!("create:{}", path.display()))
 }
 
 /// The path is absent or a complete store.
@@ -83,13 +60,7 @@ fn absent_or_complete(path: &Path, context: &str) -> bool {
 #[test]
 fn sigkill_inside_store_creation_leaves_the_path_absent_or_complete() {
     let target = env_u64("RESUMABLE_CREATE_KILLS", 20 * scale());
-    let seed = env_u64(
-        "RESUMABLE_CREATE_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-    );
-    println!("creation campaign: seed {seed} (replay with RESUMABLE_CREATE_SEED={seed})");
+    let seed = campaign_seed("creation", "RESUMABLE_CREATE_SEED");
     let mut rng = Rng(seed);
     let started = Instant::now();
     // How long a creation takes here, to spread the kills over it.
@@ -110,22 +81,8 @@ fn sigkill_inside_store_creation_leaves_the_path_absent_or_complete() {
         );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("new.redb");
-        let mut child = spawn(&path);
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        while out.read_line(&mut line).unwrap() > 0 && !line.contains("BEGIN") {
-            line.clear();
-        }
         // Up to 1.5 creations' time after BEGIN.
-        let delay = span.as_micros() as u64 * 3 / 2;
-        std::thread::sleep(Duration::from_micros(rng.below(delay.max(1))));
-        let killed = child.try_wait().unwrap().is_none();
-        if killed {
-            child.kill().unwrap();
-        }
-        child.wait().unwrap();
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        let (killed, rest) = kill_after_begin(spawn(&path), &mut rng, span);
         if !killed || rest.contains("OPENED") {
             continue; // the creation had finished: not a kill inside it
         }

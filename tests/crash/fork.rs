@@ -14,15 +14,14 @@
 //! `RESUMABLE_FORK_KILLS` (default 15 x `RESUMABLE_CRASH_SCALE`) sets the number of kills,
 //! `RESUMABLE_FORK_SEED` replays a campaign; the seed is printed.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use resumable::{JobState, Store, StoreOptions};
 
+use crate::child::{campaign_seed, kill_after_begin, leftovers, spawn};
 use crate::fuzz_bodies::variant;
-use crate::model::{JOB, Tally, Workload, env_u64, observe, output_of, scale};
+use crate::model::{JOB, Tally, Workload, env_u64, fingerprint, observe, output_of, scale};
 use crate::sigkill::Rng;
 
 /// The child: open the source, announce, fork, announce.
@@ -39,50 +38,6 @@ pub fn child(spec: &str) {
         Ok(_) => println!("FORKED"),
         Err(e) => println!("ERR {}", variant(&e)),
     }
-}
-
-fn spawn(src: &Path, dst: &Path, generation: u64) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "bad_input::child_entry",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(
-            "RESUMABLE_CRASH_CHILD",
-            format!("fork:{}|{}|{generation}", src.display(), dst.display()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// Everything an operator can see of the job, compared as text.
-fn fingerprint(store: &Store) -> String {
-    let status = store.status(JOB).unwrap();
-    let snaps = store.snapshots(JOB).unwrap();
-    let mut outputs = Vec::new();
-    store
-        .for_each_output(JOB, 0..u64::MAX, |o| {
-            outputs.push((o.id, o.seq, o.payload.clone()));
-            Ok(true)
-        })
-        .unwrap();
-    format!("{status:?}\n{snaps:?}\n{outputs:?}")
-}
-
-/// Temporary files of an interrupted fork beside the stores (`.NAME.creating-PID`; the
-/// stores' own sidecar files are not leftovers).
-fn others(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".creating-"))
-        .collect()
 }
 
 /// The destination is a complete fork at `groups` groups: checks it and resumes it to the
@@ -110,13 +65,7 @@ fn check_fork(path: &Path, w: &Workload, groups: usize, context: &str) {
 #[test]
 fn sigkill_inside_fork_leaves_the_source_unchanged_and_the_fork_absent_or_complete() {
     let target = env_u64("RESUMABLE_FORK_KILLS", 15 * scale());
-    let seed = env_u64(
-        "RESUMABLE_FORK_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-    );
-    println!("fork campaign: seed {seed} (replay with RESUMABLE_FORK_SEED={seed})");
+    let seed = campaign_seed("fork", "RESUMABLE_FORK_SEED");
     let mut rng = Rng(seed);
     let started = Instant::now();
     let w = Workload::standard(900);
@@ -154,21 +103,12 @@ fn sigkill_inside_fork_leaves_the_source_unchanged_and_the_fork_absent_or_comple
             attempts < target * 20,
             "seed {seed}: kills keep missing the fork"
         );
-        let mut child = spawn(&src, &dst, generation);
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        while out.read_line(&mut line).unwrap() > 0 && !line.contains("BEGIN") {
-            line.clear();
-        }
-        let delay = span.as_micros() as u64 * 3 / 2;
-        std::thread::sleep(Duration::from_micros(rng.below(delay.max(1))));
-        let killed = child.try_wait().unwrap().is_none();
-        if killed {
-            child.kill().unwrap();
-        }
-        child.wait().unwrap();
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        let child = spawn(&format!(
+            "fork:{}|{}|{generation}",
+            src.display(),
+            dst.display()
+        ));
+        let (killed, rest) = kill_after_begin(child, &mut rng, span);
         assert!(
             !rest.contains("ERR"),
             "seed {seed}: the fork failed: {rest}"
@@ -182,7 +122,7 @@ fn sigkill_inside_fork_leaves_the_source_unchanged_and_the_fork_absent_or_comple
         }
         kills += 1;
         let context = format!("seed {seed}, kill {kills}");
-        let left = others(dir.path());
+        let left = leftovers(dir.path());
         temps += u64::from(!left.is_empty());
         // The source: what it was.
         let now = fingerprint(&Store::open(&src).unwrap());
@@ -201,7 +141,7 @@ fn sigkill_inside_fork_leaves_the_source_unchanged_and_the_fork_absent_or_comple
             .unwrap_or_else(|e| panic!("{context}: the fork after the kill failed: {e:?}"));
         check_fork(&dst, &w, groups, &context);
         std::fs::remove_file(&dst).unwrap();
-        let still = others(dir.path());
+        let still = leftovers(dir.path());
         assert!(
             still.is_empty(),
             "{context}: leftovers {left:?}: {still:?} still there after the next fork"

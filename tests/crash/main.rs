@@ -17,11 +17,13 @@
 //! - `fuzz_corpus`: the bodies of the cargo-fuzz targets over a seeded corpus.
 //!
 //! Child processes re-execute this binary with `RESUMABLE_CRASH_CHILD` set; `child_entry`
-//! dispatches them. Run in release: `cargo test --all-features --release --test crash`.
+//! dispatches them; `child` holds what the scenarios with child processes share. Run in
+//! release: `cargo test --all-features --release --test crash`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod acks;
 mod bad_input;
+mod child;
 mod creation;
 mod deferred;
 mod disk_faults;

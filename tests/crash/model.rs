@@ -462,6 +462,22 @@ pub fn check_final(disk: &FaultDisk, w: &Workload) {
     );
 }
 
+/// Everything an operator can see of the job (status, snapshots, dead letters, every output
+/// with its commit), as text: two stores or two moments compare equal only if all of it is.
+pub fn fingerprint(store: &Store) -> String {
+    let status = store.status(JOB).unwrap();
+    let snaps = store.snapshots(JOB).unwrap();
+    let dead = store.dead_letters(JOB).unwrap();
+    let mut outputs = Vec::new();
+    store
+        .for_each_output(JOB, 0..u64::MAX, |o| {
+            outputs.push((o.id, o.seq, o.payload.clone()));
+            Ok(true)
+        })
+        .unwrap();
+    format!("{status:?}\n{snaps:?}\n{dead:?}\n{outputs:?}")
+}
+
 /// An environment variable as a number, or `default`.
 #[must_use]
 pub fn env_u64(name: &str, default: u64) -> u64 {

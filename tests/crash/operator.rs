@@ -15,7 +15,7 @@ use std::time::Instant;
 use resumable::testing::{Fault, FaultDisk, LossModel};
 use resumable::{Store, StoreOptions};
 
-use crate::model::{JOB, Tally, Workload, base_image, output_of, scale, with_context};
+use crate::model::{JOB, Tally, Workload, base_image, fingerprint, output_of, scale, with_context};
 
 /// The store the commands run on: two thirds of the groups committed, a dead letter after
 /// every 4th group, snapshots every 3 commits (keep 2), progress written every 2 commits.
@@ -35,21 +35,6 @@ fn prepared(w: &Workload) -> Vec<u8> {
         }
     }
     disk.live_image()
-}
-
-/// Everything an operator can see of the job, compared as text.
-fn fingerprint(store: &Store) -> String {
-    let status = store.status(JOB).unwrap();
-    let snaps = store.snapshots(JOB).unwrap();
-    let dead = store.dead_letters(JOB).unwrap();
-    let mut outputs = Vec::new();
-    store
-        .for_each_output(JOB, 0..u64::MAX, |o| {
-            outputs.push((o.id, o.seq, o.payload.clone()));
-            Ok(true)
-        })
-        .unwrap();
-    format!("{status:?}\n{snaps:?}\n{dead:?}\n{outputs:?}")
 }
 
 /// Opens `image`, checks it, and returns its fingerprint.

@@ -19,6 +19,7 @@ use resumable::{
     StoreOptions,
 };
 
+use crate::child::campaign_seed;
 use crate::model::{env_u64, scale};
 use crate::sigkill::{Incarnation, Landed, Rng, incarnation};
 
@@ -129,13 +130,7 @@ fn contents(path: &std::path::Path) -> (BTreeMap<u64, u64>, Vec<u64>) {
 #[test]
 fn runner_under_sigkill_keeps_every_acked_record_once_and_ends_exactly_once() {
     let target = env_u64("RESUMABLE_RUNNER_KILLS", 30 * scale());
-    let seed = env_u64(
-        "RESUMABLE_RUNNER_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-    );
-    println!("runner kill campaign: seed {seed} (replay with RESUMABLE_RUNNER_SEED={seed})");
+    let seed = campaign_seed("runner kill", "RESUMABLE_RUNNER_SEED");
     let mut rng = Rng(seed);
     let started = Instant::now();
     let mut landed = Landed::default();

@@ -15,12 +15,12 @@
 //! commits, after `DONE`), and most must land in the work.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use resumable::{Store, StoreOptions};
 
+use crate::child::{campaign_seed, spawn};
 use crate::model::{JOB, Tally, Workload, env_u64, observe, output_of, prefix_of, scale};
 
 const RECORDS: u64 = 300;
@@ -118,13 +118,7 @@ impl Rng {
 #[test]
 fn sigkill_at_random_moments_loses_no_acknowledged_record_and_applies_each_once() {
     let target = env_u64("RESUMABLE_SIGKILL_KILLS", 1_000 * scale());
-    let seed = env_u64(
-        "RESUMABLE_SIGKILL_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-    );
-    println!("sigkill campaign: seed {seed} (replay with RESUMABLE_SIGKILL_SEED={seed})");
+    let seed = campaign_seed("sigkill", "RESUMABLE_SIGKILL_SEED");
     let mut rng = Rng(seed);
     let w = workload();
     let started = Instant::now();
@@ -135,22 +129,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record_and_applies_each_once(
         let path = dir.path().join("killed.redb");
         let (mut acked, mut known, mut in_flight) = (0usize, 0usize, false);
         loop {
-            let mut child = Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "bad_input::child_entry",
-                    "--include-ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(
-                    "RESUMABLE_CRASH_CHILD",
-                    format!("sigkill:{}", path.display()),
-                )
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let mut child = spawn(&format!("sigkill:{}", path.display()));
             let stdout = child.stdout.take().unwrap();
             let (tx, rx) = mpsc::channel();
             let reader = std::thread::spawn(move || {
@@ -275,19 +254,7 @@ pub(crate) fn incarnation(
     started: impl Fn(&str) -> bool,
     done: impl Fn(&str) -> bool,
 ) -> Incarnation {
-    let mut process = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "bad_input::child_entry",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("RESUMABLE_CRASH_CHILD", child)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut process = spawn(child);
     let stdout = process.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {

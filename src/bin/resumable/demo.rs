@@ -436,16 +436,7 @@ fn audit(args: &Args, demo: &DemoJob, share: f64, json: bool) -> anyhow::Result<
             "audited {} records of job {}: {} matched, {} differed, {} failed",
             report.checked, args.job, report.matched, report.differed, report.failed
         )?;
-        for d in &report.first_differences {
-            writeln!(
-                out,
-                "  record {}: stored {} recomputed {}",
-                d.id, d.stored, d.recomputed
-            )?;
-        }
-        for (id, e) in &report.first_failures {
-            writeln!(out, "  record {id}: failed: {e}")?;
-        }
+        crate::run::audit::write_findings(&mut out, &report)?;
     }
     out.finish()?;
     Ok(if report.is_deterministic() {

@@ -11,9 +11,10 @@ use std::fs;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use resumable::{Bytes, CommitPolicy, Fold, FullCheck, JobOptions, OpenCheck, Store, StoreOptions};
+use resumable::{CommitPolicy, FullCheck, JobOptions, OpenCheck, Store, StoreOptions};
 
 use super::Ctx;
+use super::probes::{Tally, fill};
 use super::stats::median;
 use super::variants::BARE_GROUP;
 
@@ -22,21 +23,6 @@ const TAIL_COMMITS: u64 = 10;
 
 /// Opens timed per store size and check.
 const REPEATS: usize = 3;
-
-/// A fold that depends on every output, so a resume replays the tail.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
-struct Tally {
-    records: u64,
-    bytes: u64,
-}
-
-impl Fold for Tally {
-    type Output = Bytes;
-    fn apply(&mut self, _id: u64, output: &Bytes) {
-        self.records += 1;
-        self.bytes += output.0.len() as u64;
-    }
-}
 
 /// One store size opened with one check.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -99,17 +85,11 @@ pub(super) fn open_study(ctx: &Ctx, sizes_mib: &[u64]) -> Result<Vec<OpenRow>> {
         {
             let store = Store::open(&path)?;
             let mut job = store.job::<Tally>("bench", options())?;
-            while next_id < target {
-                let end = (next_id + BARE_GROUP).min(target);
-                job.commit((next_id..end).map(|id| (id, Bytes(ctx.payload.clone()))))?;
-                next_id = end;
-            }
+            fill(&mut job, &mut next_id, target, &ctx.payload)?;
             job.snapshot()?;
-            for _ in 0..TAIL_COMMITS {
-                let end = next_id + BARE_GROUP;
-                job.commit((next_id..end).map(|id| (id, Bytes(ctx.payload.clone()))))?;
-                next_id = end;
-            }
+            // `TAIL_COMMITS` whole groups.
+            let tail_end = next_id + TAIL_COMMITS * BARE_GROUP;
+            fill(&mut job, &mut next_id, tail_end, &ctx.payload)?;
             // Stopped cleanly, as a runner stopped by its StopHandle leaves it.
             job.pause()?;
         }

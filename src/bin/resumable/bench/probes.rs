@@ -22,10 +22,10 @@ pub(super) const PROBE_ROUNDS: usize = 10;
 const PROBE_COMMITS_PER_ROUND: usize = 10;
 pub(super) const PROBE_COMMITS: usize = PROBE_ROUNDS * PROBE_COMMITS_PER_ROUND;
 
-/// The resume study's state: a fold that depends on the outputs, so a resume replays the
-/// commits after the newest snapshot (a [`Discard`] job skips that replay).
+/// The resume and open studies' state: a fold that depends on the outputs, so a resume
+/// replays the commits after the newest snapshot (a [`Discard`] job skips that replay).
 #[derive(Default, serde::Serialize, serde::Deserialize)]
-struct Tally {
+pub(super) struct Tally {
     records: u64,
     bytes: u64,
 }
@@ -104,6 +104,22 @@ impl ProbeSide {
     }
 }
 
+/// Commits records `*next_id..until` of `job` (each output `payload`) in durable groups of
+/// `BARE_GROUP`, the last one shorter if need be, and moves `next_id` to `until`.
+pub(super) fn fill(
+    job: &mut resumable::Job<Tally>,
+    next_id: &mut u64,
+    until: u64,
+    payload: &[u8],
+) -> Result<()> {
+    while *next_id < until {
+        let end = (*next_id + BARE_GROUP).min(until);
+        job.commit((*next_id..end).map(|id| (id, Bytes(payload.to_vec()))))?;
+        *next_id = end;
+    }
+    Ok(())
+}
+
 /// Commits the next `PROBE_GROUP` 1 KiB records of `job` as one group.
 fn probe_commit(job: &mut resumable::Job<Tally>, next_id: &mut u64, payload: &[u8]) -> Result<()> {
     let group: Vec<(u64, Bytes)> = (*next_id..*next_id + PROBE_GROUP)
@@ -171,14 +187,6 @@ pub(super) fn resume_study(ctx: &Ctx, records: u64) -> Result<ResumeStudy> {
     let path = ctx.dir.join("resume.redb");
     let options = || JobOptions::new().commit_policy(CommitPolicy::new());
     let build_start = Instant::now();
-    let fill = |job: &mut resumable::Job<Tally>, next_id: &mut u64, until: u64| {
-        while *next_id < until {
-            let end = (*next_id + BARE_GROUP).min(until);
-            job.commit((*next_id..end).map(|id| (id, Bytes(ctx.payload.clone()))))?;
-            *next_id = end;
-        }
-        anyhow::Ok(())
-    };
     let (probe_low, probe_high) = {
         let store = Store::open(&path)?;
         let mut job = store.job::<Tally>("bench", options())?;
@@ -187,12 +195,13 @@ pub(super) fn resume_study(ctx: &Ctx, records: u64) -> Result<ResumeStudy> {
             &mut job,
             &mut next_id,
             records.saturating_sub(PROBE_GROUP * PROBE_COMMITS as u64),
+            &ctx.payload,
         )?;
         let low_path = ctx.dir.join("probe-low.redb");
         let low_store = Store::open(&low_path)?;
         let mut low_job = low_store.job::<Tally>("bench", options())?;
         let mut low_next = 0u64;
-        fill(&mut low_job, &mut low_next, 1000)?;
+        fill(&mut low_job, &mut low_next, 1000, &ctx.payload)?;
         let mut low = ProbeSide::new(low_job.done_count());
         let mut high = ProbeSide::new(job.done_count());
         for _ in 0..PROBE_ROUNDS {

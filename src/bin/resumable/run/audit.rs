@@ -157,6 +157,22 @@ fn tally(report: &mut AuditReport, id: u64, stored: &Json, answer: Result<Json, 
     }
 }
 
+/// Writes a line for each record of the report's first differences (stored output, then the
+/// new one) and first failures (the error): the text form's detail under its headline.
+pub(crate) fn write_findings(out: &mut Out, report: &AuditReport) -> std::io::Result<()> {
+    for d in &report.first_differences {
+        writeln!(
+            out,
+            "  record {}: stored {} but now {}",
+            d.id, d.stored, d.recomputed
+        )?;
+    }
+    for (id, error) in &report.first_failures {
+        writeln!(out, "  record {id}: failed: {error}")?;
+    }
+    Ok(())
+}
+
 /// Prints the audit (text or `--json`); exit 0 when every record re-run gave its stored
 /// output, 1 otherwise.
 pub(super) fn print(args: &Args, json: bool, audited: &Audited) -> anyhow::Result<u8> {
@@ -200,16 +216,7 @@ pub(super) fn print(args: &Args, json: bool, audited: &Audited) -> anyhow::Resul
         count(r.differed),
         count(r.failed)
     )?;
-    for d in &r.first_differences {
-        writeln!(
-            out,
-            "  record {}: stored {} but now {}",
-            d.id, d.stored, d.recomputed
-        )?;
-    }
-    for (id, error) in &r.first_failures {
-        writeln!(out, "  record {id}: failed: {error}")?;
-    }
+    write_findings(&mut out, r)?;
     if r.checked == 0 {
         output::note("no done record was picked: raise the share (or run the job first)");
     } else if !r.is_deterministic() {

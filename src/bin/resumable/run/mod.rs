@@ -8,7 +8,7 @@
 //! record to a worker as it is read (see `pool`); print the summary; exit per the table
 //! in `--help`.
 
-mod audit;
+pub(crate) mod audit;
 mod per_record;
 mod pool;
 mod protocol;
