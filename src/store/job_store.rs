@@ -19,7 +19,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::claim::Claim;
-use super::hasher::Hasher;
+use super::hasher::{Hasher, OutputsHash};
 use super::meta::{self, JobMeta};
 use super::open::Store;
 use super::outputs::Outputs;
@@ -412,16 +412,19 @@ impl JobStore {
                 lifecycle: to,
                 ..self.meta.clone()
             });
-        // The outputs hash runs on the hasher thread (large groups) while the transaction
-        // writes everything else and copies the segment in; the entry is sealed last.
+        // The outputs hash runs on the hasher thread (large groups, 4+ cores) while the
+        // transaction writes everything else and copies the segment into a reserved value;
+        // the entry is sealed last, over its placeholder. Hashed inline, the entry is sealed
+        // into the segment before the transaction, which then inserts the finished bytes:
+        // a reserved value costs redb a zeroed buffer of the value's size and one more copy.
         let area = group.area;
         let segment = Arc::new(group.segment);
         let how = self.hasher.start(seq, &segment, area);
         let template = &group.entry;
         let hasher = &self.hasher;
         let final_entry = std::cell::OnceCell::new();
-        let seal_entry = || -> Result<Vec<u8>> {
-            let entry = template.with_outputs_hash(hasher.finish(&how, &segment, area));
+        let seal_entry = |segment: &[u8]| -> Result<Vec<u8>> {
+            let entry = template.with_outputs_hash(hasher.finish(&how, segment, area));
             let sealed = lineage::seal_entry(&entry)?;
             if segment::LEN + sealed.len() != area {
                 return Err(Error::InvalidArgument(
@@ -431,11 +434,26 @@ impl JobStore {
             let _ = final_entry.set(entry.hash);
             Ok(sealed)
         };
+        let (segment, reserved) = match Arc::try_unwrap(segment) {
+            Ok(mut bytes) if matches!(how, OutputsHash::Inline) => {
+                let sealed = seal_entry(&bytes)?;
+                bytes
+                    .get_mut(segment::LEN..area)
+                    .ok_or_else(|| {
+                        Error::InvalidArgument("a lineage entry is longer than its segment".into())
+                    })?
+                    .copy_from_slice(&sealed);
+                (Arc::new(bytes), false)
+            }
+            Ok(bytes) => (Arc::new(bytes), true),
+            Err(shared) => (shared, true),
+        };
+        let seal_in_txn = || seal_entry(&segment);
         let plan = CommitPlan {
             segment: Some(SegmentWrite {
                 seq,
                 bytes: &segment,
-                entry: &seal_entry,
+                entry: reserved.then_some(&seal_in_txn as &dyn Fn() -> Result<Vec<u8>>),
             }),
             dead_letters: &group.dead,
             remove_dead: &[],

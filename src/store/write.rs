@@ -48,7 +48,9 @@ pub(crate) struct CommitPlan<'a> {
 pub(crate) struct SegmentWrite<'a> {
     pub seq: u64,
     pub bytes: &'a [u8],
-    pub entry: &'a dyn Fn() -> Result<Vec<u8>>,
+    /// Seals the lineage entry, written over its placeholder in a reserved value; `None`:
+    /// `bytes` already hold the sealed entry and are inserted as they are.
+    pub entry: Option<&'a dyn Fn() -> Result<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for SegmentWrite<'_> {
@@ -146,19 +148,23 @@ pub(crate) fn commit(inner: &StoreInner, tables: &JobTables, plan: &CommitPlan<'
     }
     if let Some(seg) = &plan.segment {
         let mut t = txn.open_table(tables.log()).map_err(storage)?;
-        let mut value = t
-            .insert_reserve(seg.seq, seg.bytes.len())
-            .map_err(storage)?;
-        value.as_mut().copy_from_slice(seg.bytes);
-        let entry = (seg.entry)()?;
-        let at = super::segment::LEN;
-        value
-            .as_mut()
-            .get_mut(at..at + entry.len())
-            .ok_or_else(|| {
-                Error::InvalidArgument("a lineage entry is longer than its segment".into())
-            })?
-            .copy_from_slice(&entry);
+        if let Some(seal_entry) = seg.entry {
+            let mut value = t
+                .insert_reserve(seg.seq, seg.bytes.len())
+                .map_err(storage)?;
+            value.as_mut().copy_from_slice(seg.bytes);
+            let entry = seal_entry()?;
+            let at = super::segment::LEN;
+            value
+                .as_mut()
+                .get_mut(at..at + entry.len())
+                .ok_or_else(|| {
+                    Error::InvalidArgument("a lineage entry is longer than its segment".into())
+                })?
+                .copy_from_slice(&entry);
+        } else {
+            t.insert(seg.seq, seg.bytes).map_err(storage)?;
+        }
     }
     txn.commit().map_err(storage)
 }
