@@ -418,7 +418,7 @@ impl JobStore {
         // into the segment before the transaction, which then inserts the finished bytes:
         // a reserved value costs redb a zeroed buffer of the value's size and one more copy.
         let area = group.area;
-        let segment = Arc::new(group.segment);
+        let mut segment = Arc::new(group.segment);
         let how = self.hasher.start(seq, &segment, area);
         let template = &group.entry;
         let hasher = &self.hasher;
@@ -434,19 +434,19 @@ impl JobStore {
             let _ = final_entry.set(entry.hash);
             Ok(sealed)
         };
-        let (segment, reserved) = match Arc::try_unwrap(segment) {
-            Ok(mut bytes) if matches!(how, OutputsHash::Inline) => {
-                let sealed = seal_entry(&bytes)?;
+        // Hashed inline, nothing else holds the segment.
+        let reserved = match (&how, Arc::get_mut(&mut segment)) {
+            (OutputsHash::Inline, Some(bytes)) => {
+                let sealed = seal_entry(bytes)?;
                 bytes
                     .get_mut(segment::LEN..area)
                     .ok_or_else(|| {
                         Error::InvalidArgument("a lineage entry is longer than its segment".into())
                     })?
                     .copy_from_slice(&sealed);
-                (Arc::new(bytes), false)
+                false
             }
-            Ok(bytes) => (Arc::new(bytes), true),
-            Err(shared) => (shared, true),
+            _ => true,
         };
         let seal_in_txn = || seal_entry(&segment);
         let plan = CommitPlan {
