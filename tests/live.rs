@@ -562,8 +562,9 @@ fn watch_gives_up_with_exit_75_once_an_exclusive_writer_was_busy_for_the_busy_ti
         "--json",
         "--interval",
         "100ms",
+        // Each reading knocks and waits a second for an answer that never comes.
         "--busy-timeout",
-        "1s",
+        "2500ms",
     ]);
     drop(held);
     let objects: Vec<Value> = o

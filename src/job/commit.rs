@@ -258,6 +258,11 @@ impl<S: Fold> Job<S> {
         }
     }
 
+    /// Lets knocking readers in while no commit is due (a runner's idle committer).
+    pub(crate) fn answer_readers(&self) {
+        self.store.answer_readers();
+    }
+
     /// Whether the policy's durability asks for the next commit to be fsynced.
     pub(crate) fn wants_durable(&self) -> bool {
         match self.options.commit_policy.durability {

@@ -109,6 +109,9 @@ pub(crate) fn run<S: Fold>(
     result
 }
 
+/// How often an idle committer wakes to answer readers' knocks.
+const IDLE_WAKE: Duration = Duration::from_millis(100);
+
 impl<S: Fold> Committer<'_, '_, S> {
     fn run(&mut self, inbox: &Receiver<Vec<Outcome<S::Output>>>) -> Result<()> {
         let policy = self.job.options().commit_policy.clone();
@@ -121,7 +124,8 @@ impl<S: Fold> Committer<'_, '_, S> {
             let target = self.target(policy.max_group_records);
             let mut wait = match self.first_queued {
                 Some(t) => policy.max_group_delay.saturating_sub(t.elapsed()),
-                None => Duration::from_hours(1),
+                // Idle: wake now and then to let knocking readers in (store/door.rs).
+                None => IDLE_WAKE,
             };
             if let Some(interval) = deferred
                 && !self.unacked.is_empty()
@@ -133,7 +137,7 @@ impl<S: Fold> Committer<'_, '_, S> {
             if backlog.is_empty() {
                 match inbox.recv_timeout(wait) {
                     Ok(batch) => backlog.extend(batch),
-                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Timeout) => self.job.answer_readers(),
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             }

@@ -24,6 +24,7 @@
 mod chain;
 mod claim;
 mod create;
+mod door;
 mod errors;
 mod fingerprint;
 mod hasher;

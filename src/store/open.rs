@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use redb::{
@@ -13,6 +13,7 @@ use redb::{
 };
 
 use super::create;
+use super::door::{self, Alive, Answer, Door, Held, KNOCK_WAIT};
 use super::errors::{open_error, storage, unopenable};
 use super::fingerprint;
 use super::sync_failure::{Marker, Watched};
@@ -32,16 +33,20 @@ pub(crate) const OLDEST_FORMAT: u32 = 2;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Concurrency {
-    /// Live readers, except for jobs that would pay for them: a job opened with a
-    /// one-record [`CommitPolicy`](crate::CommitPolicy) or with
-    /// [`Durability::Deferred`](crate::Durability::Deferred) switches the store to
-    /// [`Concurrency::Exclusive`] when it opens. The default.
+    /// Live readers on demand: the writer has the file to itself (one fsync per commit)
+    /// until a reader knocks, then lets readers in as [`Concurrency::LiveReaders`] does,
+    /// and has the file to itself again once readers stop coming for a minute. A reader's
+    /// read-only open that finds the file held knocks (it touches `.NAME.readers` beside
+    /// the store) and retries for a second; the writer answers within about 20 ms of its
+    /// next commit (a [`Runner`](crate::Runner) also while idle). A job with
+    /// [`Durability::Deferred`](crate::Durability::Deferred) keeps the file to itself and
+    /// does not answer. The default.
     #[default]
     Auto,
     /// Other processes may open the store read-only while this one writes, and follow its
     /// commits (redb's single-writer mode). Each commit costs a second header write and
-    /// fsync: nothing beside a grouped commit, about a third of the throughput of
-    /// one-record durable commits. Jobs with deferred durability are refused
+    /// fsync: measured on the development VM, about a fifth of the group-commit throughput
+    /// and a third of one-record durable commits (docs/BENCHMARKS.md). Jobs with deferred durability are refused
     /// ([`Error::InvalidArgument`]): live readers can only follow durable commits.
     LiveReaders,
     /// The writer has the file to itself: readers get [`Error::Locked`] until it closes.
@@ -194,9 +199,10 @@ impl StoreOptions {
     }
 
     /// How the writer shares the file with reader processes (`resumable status`, `export`,
-    /// `verify` beside a running job). Default: [`Concurrency::Auto`]: live readers, except
-    /// for one-record and deferred jobs. Read-only opens ignore this option: they always
-    /// open as live readers, and are refused with [`Error::Locked`] by an exclusive writer.
+    /// `verify` beside a running job). Default: [`Concurrency::Auto`]: live readers when
+    /// one knocks. Read-only opens ignore this option: they always open as live readers,
+    /// knock when a writer holds the file to itself, and are refused with
+    /// [`Error::Locked`] if it has not let them in after a second.
     pub fn concurrency(mut self, concurrency: Concurrency) -> Self {
         self.concurrency = concurrency;
         self
@@ -211,9 +217,10 @@ impl StoreOptions {
         self
     }
 
-    /// Whether a read-write open starts with live readers.
+    /// Whether a read-write open starts with live readers ([`Concurrency::Auto`] lets them
+    /// in when they knock).
     fn live(&self) -> bool {
-        self.concurrency != Concurrency::Exclusive
+        self.concurrency == Concurrency::LiveReaders
     }
 
     /// A redb builder for these options; `live` picks the concurrency mode (read-only opens
@@ -300,11 +307,7 @@ impl StoreOptions {
         // turned into `Unopenable` here rather than unwinding through the caller.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let db = if self.read_only {
-                let db = self
-                    .builder(true, false)
-                    .open_read_only(path)
-                    .map_err(|e| read_only_open_error(path, e))?;
-                Db::ReadOnly(db)
+                Db::ReadOnly(self.open_reader(path)?)
             } else {
                 let db = open_watched(
                     &self.builder(self.live(), check == OpenCheck::Full),
@@ -326,12 +329,15 @@ impl StoreOptions {
                     reopen,
                 )))
             };
+            let door = (!self.read_only && self.concurrency == Concurrency::Auto)
+                .then(|| Door::new(path.to_owned()));
             let store = Store::from_db(
                 db,
                 path.display().to_string(),
                 Some(path.to_owned()),
                 check,
                 closer,
+                door,
             )?;
             // Opened: from now on a clean close records the fingerprint.
             store.inner.record_full_check(match check {
@@ -409,7 +415,34 @@ impl StoreOptions {
             None,
             check,
             None,
+            None,
         )
+    }
+
+    /// A reader's open: as a live reader, knocking and retrying for up to [`KNOCK_WAIT`]
+    /// while a writer holds the file to itself (see `door.rs`).
+    fn open_reader(&self, path: &Path) -> Result<ReadOnlyDatabase> {
+        let open = || self.builder(true, false).open_read_only(path);
+        let first = match open() {
+            Ok(db) => return Ok(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => Instant::now(),
+            Err(e) => return Err(read_only_open_error(path, e, None)),
+        };
+        if let Err(e) = door::knock(path) {
+            return Err(read_only_open_error(
+                path,
+                redb::DatabaseError::DatabaseAlreadyOpen,
+                Some(format!("cannot knock: {e}")),
+            ));
+        }
+        loop {
+            std::thread::sleep(door::RETRY_EVERY);
+            match open() {
+                Ok(db) => return Ok(db),
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if first.elapsed() < KNOCK_WAIT => {}
+                Err(e) => return Err(read_only_open_error(path, e, None)),
+            }
+        }
     }
 }
 
@@ -429,12 +462,14 @@ fn open_watched(builder: &redb::Builder, path: &Path, marker: &Arc<Marker>) -> R
 
 /// A read-only open's errors: a writer that admits no live readers, or a store that needs
 /// recovery nobody is running.
-fn read_only_open_error(path: &Path, e: redb::DatabaseError) -> Error {
+fn read_only_open_error(path: &Path, e: redb::DatabaseError, knock: Option<String>) -> Error {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
             what: format!(
-                "{} (its writer admits no live readers: a job with one-record commits or deferred durability, a store opened with Concurrency::Exclusive, or an older resumable)",
-                path.display()
+                "{} (its writer did not let readers in within {} s of a knock{}: a job that has not committed since (it answers at its next commit), a job with deferred durability, a store opened with Concurrency::Exclusive, or an older resumable)",
+                path.display(),
+                KNOCK_WAIT.as_secs(),
+                knock.map(|k| format!(", {k}")).unwrap_or_default(),
             ),
         },
         redb::DatabaseError::RepairAborted => Error::NeedsRecovery {
@@ -449,6 +484,10 @@ type Reopen = Box<dyn Fn(bool) -> Result<Database> + Send + Sync>;
 
 /// The writer's database and its concurrency mode, which a job may switch once (see
 /// [`Concurrency::Auto`]).
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "four independent facts about the writer's mode, each read on its own"
+)]
 pub(crate) struct Writer {
     /// `None` only if switching modes lost the file to another process: every later use
     /// then fails with [`Error::Poisoned`] (reopen the store).
@@ -456,6 +495,10 @@ pub(crate) struct Writer {
     live_readers: bool,
     /// Whether a job may switch the mode ([`Concurrency::Auto`]).
     switchable: bool,
+    /// Live readers because one knocked (the writer may close the door again).
+    by_knock: bool,
+    /// A job with deferred durability has the file to itself: knocks go unanswered.
+    pinned: bool,
     reopen: Reopen,
 }
 
@@ -465,6 +508,8 @@ impl Writer {
             db: Some(db),
             live_readers,
             switchable,
+            by_knock: false,
+            pinned: false,
             reopen,
         }
     }
@@ -512,6 +557,10 @@ pub(crate) struct StoreInner {
     path: Option<PathBuf>,
     open_jobs: Mutex<HashSet<String>>,
     check: OpenCheck,
+    /// The store's live transactions: the mode switches only when there are none.
+    alive: Alive,
+    /// Where readers knock ([`Concurrency::Auto`] on a file).
+    door: Option<Door>,
     /// Declared after `db`: fields drop in order, and the sidecar describes the closed file.
     closer: Option<Closer>,
 }
@@ -535,9 +584,13 @@ impl StoreInner {
         }
     }
 
-    pub(super) fn begin_write(&self) -> Result<WriteTransaction> {
+    pub(super) fn begin_write(&self) -> Result<Held<WriteTransaction>> {
         match &self.db {
-            Db::ReadWrite(w) => w.read().db()?.begin_write().map_err(storage),
+            Db::ReadWrite(w) => {
+                let w = w.read();
+                let txn = w.db()?.begin_write().map_err(storage)?;
+                Ok(self.alive.hold(txn))
+            }
             Db::ReadOnly(_) => Err(Error::InvalidArgument(format!(
                 "{} was opened read-only; open it read-write to change it",
                 self.location
@@ -545,10 +598,92 @@ impl StoreInner {
         }
     }
 
-    pub(super) fn begin_read(&self) -> Result<ReadTransaction> {
+    pub(super) fn begin_read(&self) -> Result<Held<ReadTransaction>> {
+        let txn = match &self.db {
+            Db::ReadWrite(w) => {
+                let w = w.read();
+                w.db()?.begin_read().map_err(storage)?
+            }
+            Db::ReadOnly(db) => db.begin_read().map_err(storage)?,
+        };
+        Ok(self.alive.hold(txn))
+    }
+
+    /// Lets readers in when one knocked, and has the file to itself again once they stopped
+    /// coming (see `door.rs`); a look at the knock file at most every 20 ms. Call it where
+    /// the calling thread holds no transaction of this store. A failed switch is logged and
+    /// leaves the mode as it was.
+    pub(crate) fn answer_readers(&self) {
+        let (Some(door), Db::ReadWrite(lock)) = (&self.door, &self.db) else {
+            return;
+        };
+        let (open, by_knock) = {
+            let w = lock.read();
+            if w.pinned || !w.switchable || w.db.is_none() {
+                return;
+            }
+            (w.live_readers, w.by_knock)
+        };
+        let to_live = match door.look(open, by_knock) {
+            Answer::Stay => return,
+            Answer::Open => true,
+            Answer::Close => false,
+        };
+        match self.switch_mode(to_live) {
+            Ok(false) => {}
+            Ok(true) if to_live => {
+                tracing::info!(store = %self.location, "a reader knocked: live readers may open the store (each commit now costs a second fsync)");
+            }
+            Ok(true) => {
+                door.closed();
+                tracing::info!(store = %self.location, "no reader for a minute: the writer has the store to itself again");
+            }
+            Err(e) if !self.usable() => {
+                tracing::error!(store = %self.location, error = %e, "lost the store while switching modes: reopen it");
+            }
+            Err(e) if to_live => {
+                tracing::warn!(store = %self.location, error = %e, "a reader knocked, but the store could not be reopened for live readers");
+            }
+            Err(e) => {
+                tracing::debug!(store = %self.location, error = %e, "a reader is still attached: live readers stay");
+            }
+        }
+    }
+
+    /// Whether the writer still has its database (a failed switch can lose it).
+    fn usable(&self) -> bool {
         match &self.db {
-            Db::ReadWrite(w) => w.read().db()?.begin_read().map_err(storage),
-            Db::ReadOnly(db) => db.begin_read().map_err(storage),
+            Db::ReadWrite(w) => w.read().db.is_some(),
+            Db::ReadOnly(_) => true,
+        }
+    }
+
+    /// Closes the file and reopens it in the other mode (`to_live`: live readers), if no
+    /// transaction of the store is alive and no deferred job pinned it: `Ok(true)` when it
+    /// switched, `Ok(false)` when it did not try. A failed reopen reopens it as it was and
+    /// returns the error; if that fails too, the store is lost ([`Error::Poisoned`] from
+    /// then on).
+    pub(crate) fn switch_mode(&self, to_live: bool) -> Result<bool> {
+        let Db::ReadWrite(lock) = &self.db else {
+            return Ok(false);
+        };
+        let mut w = lock.write();
+        // Another thread's transaction keeps redb's file open: the next look tries again.
+        if !self.alive.none() || w.pinned || w.live_readers == to_live || w.db.is_none() {
+            return Ok(false);
+        }
+        drop(w.db.take());
+        match (w.reopen)(to_live) {
+            Ok(db) => {
+                w.db = Some(db);
+                w.live_readers = to_live;
+                w.by_knock = to_live;
+                Ok(true)
+            }
+            Err(e) => {
+                w.db = (w.reopen)(!to_live).ok();
+                Err(e)
+            }
         }
     }
 
@@ -578,6 +713,9 @@ impl StoreInner {
             return Ok(());
         };
         let mut w = lock.write();
+        if required {
+            w.pinned = true;
+        }
         if !w.live_readers || w.db.is_none() {
             return Ok(());
         }
@@ -598,6 +736,7 @@ impl StoreInner {
             Ok(db) => {
                 w.db = Some(db);
                 w.live_readers = false;
+                w.by_knock = false;
                 tracing::debug!(store = %self.location, "switched to exclusive mode");
                 Ok(())
             }
@@ -682,6 +821,7 @@ impl Store {
         path: Option<PathBuf>,
         check: OpenCheck,
         closer: Option<Closer>,
+        door: Option<Door>,
     ) -> Result<Store> {
         let store = Store {
             inner: Arc::new(StoreInner {
@@ -690,6 +830,8 @@ impl Store {
                 path,
                 open_jobs: Mutex::new(HashSet::new()),
                 check,
+                alive: Alive::default(),
+                door,
                 closer,
             }),
         };
@@ -742,6 +884,20 @@ impl Store {
         self.inner.check
     }
 
+    /// Switches the writer between exclusive and live-reader mode as a reader's knock
+    /// (and its absence) would, for crash tests of the switch on a simulated disk, where
+    /// no reader can knock. `Ok(true)` when it switched; `Ok(false)` when it did not try
+    /// (already in that mode, a transaction alive, a deferred job holding the file, or a
+    /// read-only store).
+    ///
+    /// # Errors
+    /// The reopen's error; the store is then as it was, or lost ([`Error::Poisoned`]) if
+    /// reopening it as it was failed too.
+    #[cfg(feature = "testing")]
+    pub fn switch_live_readers(&self, on: bool) -> Result<bool> {
+        self.inner.switch_mode(on)
+    }
+
     /// Whether the store was opened read-only (a live reader).
     #[must_use]
     pub fn is_read_only(&self) -> bool {
@@ -775,11 +931,22 @@ mod tests {
         job.flush().unwrap();
     }
 
+    /// A reader knocks, and the writer answers (as its next commit would).
+    fn let_readers_in(store: &Store, path: &Path) {
+        door::knock(path).unwrap();
+        std::thread::sleep(door::LOOK_EVERY);
+        store.inner.answer_readers();
+        assert!(store.inner.live_readers(), "the writer let readers in");
+    }
+
     #[test]
     fn a_reader_follows_a_live_writers_commits_and_never_blocks_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
-        let writer = Store::open(&path).unwrap();
+        let writer = StoreOptions::new()
+            .concurrency(Concurrency::LiveReaders)
+            .open(&path)
+            .unwrap();
         let mut job = writer.job::<Discard<u64>>("j", JobOptions::new()).unwrap();
         job.submit(0, 0).unwrap();
         job.flush().unwrap();
@@ -799,7 +966,7 @@ mod tests {
     }
 
     #[test]
-    fn one_record_commits_switch_to_exclusive_mode_and_readers_are_refused() {
+    fn one_record_commits_keep_the_file_to_themselves_until_a_reader_knocks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let store = Store::open(&path).unwrap();
@@ -810,8 +977,21 @@ mod tests {
             )
             .unwrap();
         job.submit(0, 0).unwrap();
+        assert!(!store.inner.live_readers());
         let refused = Store::open_read_only(&path).unwrap_err();
-        assert!(matches!(&refused, Error::Locked { what } if what.contains("no live readers")));
+        assert!(matches!(&refused, Error::Locked { what } if what.contains("knock")));
+        // The next commit answers the knock: readers get in (each commit now two-phase).
+        std::thread::sleep(door::LOOK_EVERY);
+        job.submit(1, 1).unwrap();
+        assert!(store.inner.live_readers());
+        assert_eq!(
+            Store::open_read_only(&path)
+                .unwrap()
+                .status("j")
+                .unwrap()
+                .records_done,
+            2
+        );
         drop(job);
         drop(store);
         assert_eq!(
@@ -820,7 +1000,7 @@ mod tests {
                 .status("j")
                 .unwrap()
                 .records_done,
-            1
+            2
         );
     }
 
@@ -830,6 +1010,7 @@ mod tests {
         let path = dir.path().join("s.redb");
         let store = Store::open(&path).unwrap();
         commit(&store, "grouped", CommitPolicy::new(), 0..5);
+        let_readers_in(&store, &path);
         let reader = Store::open_read_only(&path).unwrap();
         commit(&store, "single", CommitPolicy::per_record(), 0..3);
         assert_eq!(reader.status("single").unwrap().records_done, 3);

@@ -88,6 +88,7 @@ pub(crate) fn create_job(
 
 /// Applies a commit plan in one write transaction.
 pub(crate) fn commit(inner: &StoreInner, tables: &JobTables, plan: &CommitPlan<'_>) -> Result<()> {
+    inner.answer_readers();
     let mut txn = inner.begin_write()?;
     // Live readers can only follow durable commits (redb refuses non-durable ones in that
     // mode): there, a commit that may stay volatile (a snapshot) is made durable instead.

@@ -27,7 +27,7 @@ fn workload() -> Workload {
 /// the writer admits live readers (redb's `SingleWriter` mode) exactly then.
 fn live_readers_admitted(w: &Workload, options: resumable::JobOptions) -> bool {
     let disk = FaultDisk::from_image(base_image(w));
-    let store = StoreOptions::new().open_on(&disk).unwrap();
+    let store = w.store_options().open_on(&disk).unwrap();
     let _job = store.job::<Tally>(JOB, options).unwrap();
     // A live reader as the CLI's read commands open one (`StoreOptions::open_on` always
     // opens a writer, so redb is asked directly).
@@ -42,11 +42,19 @@ fn live_readers_admitted(w: &Workload, options: resumable::JobOptions) -> bool {
 }
 
 #[test]
-fn the_sweeps_run_in_the_products_concurrency_mode() {
+fn the_sweeps_run_in_the_products_concurrency_modes() {
+    // The product's default writer has the file to itself until a reader knocks (there is
+    // no knock on a simulated disk), so the sweeps run in that mode...
     let w = workload();
     assert!(
-        live_readers_admitted(&w, w.options()),
-        "the swept job (grouped, immediate durability) must run with live readers, as the product does"
+        !live_readers_admitted(&w, w.options()),
+        "the swept job (grouped, immediate durability) must run in exclusive mode, as the product's unwatched writer does"
+    );
+    // ...and the live-reader sweep in the mode a knock switches it to.
+    let live = workload().in_mode(resumable::Concurrency::LiveReaders);
+    assert!(
+        live_readers_admitted(&live, live.options()),
+        "the live-reader sweep must admit live readers"
     );
     let deferred =
         w.options()
@@ -57,9 +65,11 @@ fn the_sweeps_run_in_the_products_concurrency_mode() {
             ));
     assert!(
         !live_readers_admitted(&w, deferred),
-        "a deferred-durability job must switch the store to exclusive mode, as the product does"
+        "a deferred-durability job runs in exclusive mode, as the product does"
     );
-    println!("concurrency mode: grouped immediate job = live readers; deferred job = exclusive");
+    println!(
+        "concurrency mode: grouped immediate job = exclusive (live readers in the live-reader sweep); deferred job = exclusive"
+    );
 }
 
 /// The loss models of a power loss (every model but `KeepAll`, which is a second kill).

@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 
 use resumable::{
-    CommitPolicy, Error, Fold, Job, JobOptions, Store, StoreOptions, testing::FaultDisk,
+    CommitPolicy, Concurrency, Error, Fold, Job, JobOptions, Store, StoreOptions,
+    testing::FaultDisk,
 };
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +67,13 @@ pub struct Workload {
     states: Vec<Tally>,
     /// The group each id belongs to.
     group_of: BTreeMap<u64, usize>,
+    /// How every incarnation opens the store: `Auto` (the product's default, which on a
+    /// simulated disk, where no reader can knock, keeps the file to itself) or
+    /// `LiveReaders` (the mode a knocking reader switches the writer to).
+    pub concurrency: Concurrency,
+    /// Switch the writer between exclusive and live-reader mode before every group commit
+    /// (as readers knocking and going away would): odd groups commit with live readers.
+    pub switch_modes: bool,
 }
 
 impl Workload {
@@ -96,7 +104,28 @@ impl Workload {
             done,
             states,
             group_of,
+            concurrency: Concurrency::Auto,
+            switch_modes: false,
         }
+    }
+
+    /// The same workload, its writer switching modes before every group commit.
+    #[must_use]
+    pub fn switching_modes(mut self) -> Self {
+        self.switch_modes = true;
+        self
+    }
+
+    /// The same workload, its store opened in `concurrency` mode.
+    #[must_use]
+    pub fn in_mode(mut self, concurrency: Concurrency) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// How the incarnations open the store.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions::new().concurrency(self.concurrency)
     }
 
     /// `records` ids in a scrambled order (so progress has gaps), cut into groups whose sizes
@@ -168,7 +197,7 @@ pub struct Incarnation {
 /// panics (test failure) when the store breaks the model.
 pub fn run_incarnation(disk: &FaultDisk, w: &Workload, check: bool) -> Incarnation {
     let mut inc = Incarnation::default();
-    let store = match StoreOptions::new().open_on(disk) {
+    let store = match w.store_options().open_on(disk) {
         Ok(s) => s,
         Err(e) => {
             inc.error = Some(e);
@@ -208,6 +237,12 @@ pub fn run_incarnation(disk: &FaultDisk, w: &Workload, check: bool) -> Incarnati
         }
     }
     for (g, group) in w.groups.iter().enumerate().skip(start) {
+        if w.switch_modes
+            && let Err(e) = store.switch_live_readers(g % 2 == 1)
+        {
+            inc.error = Some(e);
+            return finish_poisoned(inc, &mut job);
+        }
         inc.in_flight = true;
         let records = group.iter().map(|&id| (id, output_of(id)));
         match job.commit(records) {
@@ -351,7 +386,7 @@ pub fn observe(store: &Store, job: &Job<Tally>, w: &Workload) -> Result<usize, S
 pub fn base_image(w: &Workload) -> Vec<u8> {
     let disk = FaultDisk::new();
     {
-        let store = StoreOptions::new().open_on(&disk).expect("create store");
+        let store = w.store_options().open_on(&disk).expect("create store");
         drop(store.job::<Tally>(JOB, w.options()).expect("create job"));
     }
     disk.live_image()
@@ -423,7 +458,8 @@ pub enum Finish {
 pub fn finish_and_check(image: Vec<u8>, w: &Workload, mark: &mut Watermark, finish: Finish) {
     let disk = FaultDisk::from_image(image);
     if finish == Finish::Observe {
-        let store = StoreOptions::new()
+        let store = w
+            .store_options()
             .open_on(&disk)
             .unwrap_or_else(|e| panic!("fault-free reopen failed: {e:?}"));
         let job = store
@@ -447,7 +483,7 @@ pub fn finish_and_check(image: Vec<u8>, w: &Workload, mark: &mut Watermark, fini
 /// The completed job equals the fault-free run: every record once, final state, lifecycle,
 /// retention, verify, integrity; and a second resume changes nothing.
 pub fn check_final(disk: &FaultDisk, w: &Workload) {
-    let store = StoreOptions::new().open_on(disk).expect("reopen finished");
+    let store = w.store_options().open_on(disk).expect("reopen finished");
     let job = store.job::<Tally>(JOB, w.options()).expect("job");
     assert_eq!(job.lifecycle(), resumable::JobState::Completed);
     assert_eq!(

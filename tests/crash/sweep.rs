@@ -177,10 +177,28 @@ fn sweep_op(base: &[u8], w: &Workload, at_op: u64, dense: u64, stride: u64) -> S
 
 #[test]
 fn crash_at_every_op_under_every_loss_model_then_again_during_recovery() {
+    sweep(
+        &sweep_workload(),
+        "the default mode (the writer has the file to itself)",
+    );
+}
+
+/// The same sweep with the writer switching between exclusive and live-reader mode before
+/// every group commit, as readers knocking and going away make it: the odd groups commit
+/// two-phase (a second header write and fsync), and every switch (a close and a reopen of
+/// the file) is crashed at each of its operations too.
+#[test]
+fn the_same_sweep_switching_modes_between_commits() {
+    sweep(
+        &sweep_workload().switching_modes(),
+        "modes switching before every commit (odd groups with live readers)",
+    );
+}
+
+fn sweep(w: &Workload, mode: &str) {
     let started = Instant::now();
-    let w = sweep_workload();
-    let base = base_image(&w);
-    let total_ops = fault_free_ops(&base, &w);
+    let base = base_image(w);
+    let total_ops = fault_free_ops(&base, w);
     // Second crash points per first crash: every op of the recovery (store open with
     // repair, job open, the first resumed commit), then a stride through the rest.
     let dense = 24 * scale();
@@ -199,7 +217,7 @@ fn crash_at_every_op_under_every_loss_model_then_again_during_recovery() {
                     if at_op > total_ops {
                         break;
                     }
-                    mine.add(sweep_op(&base, &w, at_op, dense, stride));
+                    mine.add(sweep_op(&base, w, at_op, dense, stride));
                 }
                 totals.lock().unwrap().add(mine);
             });
@@ -207,7 +225,7 @@ fn crash_at_every_op_under_every_loss_model_then_again_during_recovery() {
     });
     let c = *totals.lock().unwrap();
     println!(
-        "crash sweep: {} records in {} groups, {total_ops} ops per run, {} KiB image; {} crash points \
+        "crash sweep in {mode}: {} records in {} groups, {total_ops} ops per run, {} KiB image; {} crash points \
          ({} single = {total_ops} ops x {} loss models, {} double crashes during recovery), \
          plus {} enumerated prefix images and {} enumerated subset images (every outcome where \
          at most 10 writes pend); \

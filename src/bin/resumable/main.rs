@@ -62,8 +62,11 @@ store as live readers: they work while a job runs on it and see its commits as t
 and they never write. A store whose job crashed needs recovery first: they refuse it with
 that advice (kind needs_recovery), unless --recover is given; `resumable recover STORE`
 runs recovery alone. After a failed fsync every command refuses the store (kind
-sync_failed) until `resumable recover STORE` drops its cached pages. Jobs with one-record commits or deferred durability hold the store
-exclusively (live readers would slow them): readers then get kind locked. Logs go to
+sync_failed) until `resumable recover STORE` drops its cached pages. A running job has the
+store to itself (one fsync per commit) until a reader knocks: a read command that finds it
+held touches .STORE.readers beside it and retries for a second, and the job lets readers in
+at its next commit (a second fsync per commit while they come). A job that commits nothing
+in that second, or with deferred durability, leaves the reader with kind locked. Logs go to
 stderr; set RUST_LOG (e.g. RUST_LOG=info) for more. --json (every command but export,
 which has --format) prints the stable shape documented in the command's --help; when the
 command fails it prints instead, with the same exit code:

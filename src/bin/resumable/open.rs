@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use resumable::{Error, Store, StoreOptions};
+use resumable::{Concurrency, Error, Store, StoreOptions};
 
 use crate::failure::CannotOpen;
 use crate::output::note;
@@ -101,6 +101,7 @@ pub(crate) fn recover_store(path: &Path) -> anyhow::Result<()> {
     ));
     require_file(path)?;
     let store = StoreOptions::new()
+        .concurrency(Concurrency::LiveReaders)
         .create(false)
         .after_sync_failure(true)
         .open(path)
@@ -113,7 +114,9 @@ pub(crate) fn recover_store(path: &Path) -> anyhow::Result<()> {
 /// checks every page checksum on the way.
 pub(crate) fn write(path: &Path) -> anyhow::Result<Store> {
     require_file(path)?;
+    // Live readers: an operator's write (a few commits) does not shut out a watch.
     StoreOptions::new()
+        .concurrency(Concurrency::LiveReaders)
         .create(false)
         .open(path)
         .map_err(|e| anyhow::Error::new(e).context(CannotOpen(path.to_owned())))

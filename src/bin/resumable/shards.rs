@@ -681,6 +681,7 @@ struct ShardVerifyJson {
 /// first problem, if any.
 fn verify_one(path: &Path, target: &JobArgs) -> Option<String> {
     let store = match resumable::StoreOptions::new()
+        .concurrency(resumable::Concurrency::LiveReaders)
         .create(false)
         .verify_on_open(false)
         .open(path)

@@ -207,7 +207,9 @@ fn open_for_verify(path: &std::path::Path, recover: bool) -> anyhow::Result<(Sto
     let reader = open::read(path, recover)?;
     // The read-only open found the store clean (or `--recover` recovered it), so this open
     // recovers nothing; page checksums are checked below, reported as findings.
+    // Live readers: the reader above is still open beside it.
     match StoreOptions::new()
+        .concurrency(resumable::Concurrency::LiveReaders)
         .create(false)
         .verify_on_open(false)
         .open(path)

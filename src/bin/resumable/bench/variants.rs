@@ -37,7 +37,7 @@ pub(super) enum Variant {
     ResumablePerRecordLive,
     RedbBareGroup1000,
     ResumableGroupDefault,
-    ResumableGroupExclusive,
+    ResumableGroupLive,
     NoCheckpointJob,
     ResumableRunnerJob,
     NoCheckpointJob10us,
@@ -52,7 +52,7 @@ impl Variant {
         Variant::ResumablePerRecordLive,
         Variant::RedbBareGroup1000,
         Variant::ResumableGroupDefault,
-        Variant::ResumableGroupExclusive,
+        Variant::ResumableGroupLive,
         Variant::NoCheckpointJob,
         Variant::ResumableRunnerJob,
         Variant::NoCheckpointJob10us,
@@ -67,7 +67,7 @@ impl Variant {
             Variant::ResumablePerRecordLive => "resumable_per_record_live_readers",
             Variant::RedbBareGroup1000 => "redb_bare_group_1000",
             Variant::ResumableGroupDefault => "resumable_group_default",
-            Variant::ResumableGroupExclusive => "resumable_group_exclusive",
+            Variant::ResumableGroupLive => "resumable_group_live_readers",
             Variant::NoCheckpointJob => "no_checkpoint_job",
             Variant::ResumableRunnerJob => "resumable_runner_job",
             Variant::NoCheckpointJob10us => "no_checkpoint_job_10us",
@@ -94,8 +94,10 @@ impl Variant {
             Variant::ResumablePerRecord => "CommitPolicy::per_record() (default: exclusive mode)",
             Variant::ResumablePerRecordLive => "the same, forced to live readers",
             Variant::RedbBareGroup1000 => "redb: 1000 inserts per durable commit",
-            Variant::ResumableGroupDefault => "default policy, one caller (default: live readers)",
-            Variant::ResumableGroupExclusive => "the same, forced to exclusive mode",
+            Variant::ResumableGroupDefault => {
+                "default policy, one caller (exclusive until a reader knocks)"
+            }
+            Variant::ResumableGroupLive => "the same, forced to live readers (as while watched)",
             Variant::NoCheckpointJob => "reference job -> BufWriter, no durability",
             Variant::ResumableRunnerJob => "reference job through Runner, durable acks",
             Variant::NoCheckpointJob10us => "the same at 10 us/record, no durability",
@@ -122,8 +124,8 @@ impl Variant {
             Variant::ResumableGroupDefault => {
                 resumable_single(ctx, &path, CommitPolicy::new(), Concurrency::Auto)
             }
-            Variant::ResumableGroupExclusive => {
-                resumable_single(ctx, &path, CommitPolicy::new(), Concurrency::Exclusive)
+            Variant::ResumableGroupLive => {
+                resumable_single(ctx, &path, CommitPolicy::new(), Concurrency::LiveReaders)
             }
             Variant::NoCheckpointJob => no_checkpoint_job(ctx, &path, ctx.passes),
             Variant::ResumableRunnerJob => runner_job(ctx, &path, ctx.passes),
