@@ -62,6 +62,8 @@ fn demo(store: &Path, extra: &[&str]) -> Value {
         "0",
         "--workers",
         "2",
+        // The tests count commits: the same group boundaries in every run.
+        "--fixed-groups",
         "--json",
     ];
     args.extend_from_slice(extra);

@@ -173,13 +173,9 @@ fn an_explicit_live_reader_store_is_two_phase_from_its_first_commit() {
     );
     wait_for_commits(&path);
     assert!(two_phase(&path));
-    let start = Instant::now();
     reader(&path).unwrap().status("j").unwrap();
-    assert!(
-        start.elapsed() < Duration::from_millis(900),
-        "no knock needed"
-    );
-    assert!(!knock_file(&path).exists(), "and none made");
+    // A reader knocks only after an open that found the file held.
+    assert!(!knock_file(&path).exists(), "no knock needed");
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
 }

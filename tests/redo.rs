@@ -73,6 +73,7 @@ fn demo_of(store: &Path, records: &str, extra: &[&str]) -> Value {
         "500",
         "--snapshot-every",
         "4",
+        "--fixed-groups",
         "--json",
     ];
     args.extend_from_slice(extra);

@@ -522,6 +522,25 @@ impl Writer {
     fn db_mut(&mut self) -> Result<&mut Database> {
         self.db.as_mut().ok_or(Error::Poisoned)
     }
+
+    /// Closes the file and reopens it in the other mode (`to_live`: live readers). If that
+    /// fails, reopens it as it was and returns the error; if that fails too, the file is
+    /// lost (`db` stays `None`: [`Error::Poisoned`] from then on).
+    fn reopen_in(&mut self, to_live: bool) -> Result<()> {
+        drop(self.db.take());
+        match (self.reopen)(to_live) {
+            Ok(db) => {
+                self.db = Some(db);
+                self.live_readers = to_live;
+                self.by_knock = to_live;
+                Ok(())
+            }
+            Err(e) => {
+                self.db = (self.reopen)(!to_live).ok();
+                Err(e)
+            }
+        }
+    }
 }
 
 /// The open database: read-write (the writer) or read-only (an inspector).
@@ -672,19 +691,7 @@ impl StoreInner {
         if !self.alive.none() || w.pinned || w.live_readers == to_live || w.db.is_none() {
             return Ok(false);
         }
-        drop(w.db.take());
-        match (w.reopen)(to_live) {
-            Ok(db) => {
-                w.db = Some(db);
-                w.live_readers = to_live;
-                w.by_knock = to_live;
-                Ok(true)
-            }
-            Err(e) => {
-                w.db = (w.reopen)(!to_live).ok();
-                Err(e)
-            }
-        }
+        w.reopen_in(to_live).map(|()| true)
     }
 
     /// Exclusive access to the database, for integrity checks and compaction, which need
@@ -731,17 +738,12 @@ impl StoreInner {
         }
         // Closes the file (unless a transaction of another job is alive: the reopen below
         // then fails and the store stays as it was).
-        drop(w.db.take());
-        match (w.reopen)(false) {
-            Ok(db) => {
-                w.db = Some(db);
-                w.live_readers = false;
-                w.by_knock = false;
+        match w.reopen_in(false) {
+            Ok(()) => {
                 tracing::debug!(store = %self.location, "switched to exclusive mode");
                 Ok(())
             }
             Err(e) => {
-                w.db = (w.reopen)(true).ok();
                 if required {
                     Err(Error::Locked {
                         what: format!(

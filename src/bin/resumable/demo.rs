@@ -88,6 +88,11 @@ pub(crate) struct Args {
     /// Most records per commit (group).
     #[arg(long, default_value_t = 1000)]
     group_records: usize,
+    /// Commit only full groups of --group-records (and the tail at the end), never at once
+    /// while the workers wait (the default policy) nor after the group delay: the same commit
+    /// boundaries in every run, for tests and side-by-side comparisons.
+    #[arg(long)]
+    fixed_groups: bool,
     /// Snapshot the state every this many commits.
     #[arg(long, default_value_t = 10)]
     snapshot_every: u64,
@@ -184,7 +189,14 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let total = ids.end - ids.start;
     let options = JobOptions::new()
         .total_records(total)
-        .commit_policy(CommitPolicy::new().max_group_records(args.group_records))
+        .commit_policy(if args.fixed_groups {
+            CommitPolicy::new()
+                .max_group_records(args.group_records)
+                .self_clocking(false)
+                .max_group_delay(Duration::from_hours(24))
+        } else {
+            CommitPolicy::new().max_group_records(args.group_records)
+        })
         .snapshot_every_commits(args.snapshot_every)
         .code_version(args.code_version.clone())
         .input_manifest(manifest);
