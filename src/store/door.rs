@@ -156,9 +156,11 @@ impl Door {
         }
     }
 
-    /// Looks at the knock file if [`LOOK_EVERY`] has passed since the last look; `open`
-    /// says whether the writer has readers now, `by_knock` whether a knock made it so.
-    pub(crate) fn look(&self, open: bool, by_knock: bool) -> Answer {
+    /// Looks at the knock file if [`LOOK_EVERY`] has passed since the last look. Only then
+    /// is `writer` asked for the writer's state: `(open, by_knock)`, whether it has readers
+    /// now and whether a knock made it so, or `None` when it does not answer knocks (a
+    /// commit between looks costs a clock read, nothing of the writer's).
+    pub(crate) fn look(&self, writer: impl FnOnce() -> Option<(bool, bool)>) -> Answer {
         let now = Instant::now();
         {
             let mut t = self.times.lock();
@@ -167,6 +169,9 @@ impl Door {
             }
             t.next_look = now + LOOK_EVERY;
         }
+        let Some((open, by_knock)) = writer() else {
+            return Answer::Stay;
+        };
         let age = knock_age(&self.store);
         if !open {
             if age.is_some_and(|a| a < self.fresh) {
@@ -319,28 +324,32 @@ mod tests {
             Duration::from_millis(500),
             Duration::from_millis(200),
         );
-        assert_eq!(door.look(false, false), Answer::Stay, "nobody knocked");
+        assert_eq!(
+            door.look(|| Some((false, false))),
+            Answer::Stay,
+            "nobody knocked"
+        );
         knock(&store).expect("knock");
         assert_eq!(
-            door.look(false, false),
+            door.look(|| Some((false, false))),
             Answer::Stay,
             "too soon to look again"
         );
         std::thread::sleep(LOOK_EVERY);
-        assert_eq!(door.look(false, false), Answer::Open);
+        assert_eq!(door.look(|| Some((false, false))), Answer::Open);
         // Open by a knock: it stays open while knocks are recent...
         std::thread::sleep(LOOK_EVERY);
-        assert_eq!(door.look(true, true), Answer::Stay);
+        assert_eq!(door.look(|| Some((true, true))), Answer::Stay);
         // ...and an open door that no knock opened (LiveReaders) never closes.
         std::thread::sleep(Duration::from_millis(250));
-        assert_eq!(door.look(true, false), Answer::Stay);
+        assert_eq!(door.look(|| Some((true, false))), Answer::Stay);
         assert_eq!(
-            door.look(true, true),
+            door.look(|| Some((true, true))),
             Answer::Stay,
             "too soon to look again"
         );
         std::thread::sleep(LOOK_EVERY);
-        assert_eq!(door.look(true, true), Answer::Close);
+        assert_eq!(door.look(|| Some((true, true))), Answer::Close);
         door.closed();
         assert_eq!(knock_age(&store), None, "closing removes the knock");
         // A stale knock does not open it again.
@@ -351,7 +360,7 @@ mod tests {
             .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(5)))
             .expect("age it");
         std::thread::sleep(LOOK_EVERY);
-        assert_eq!(door.look(false, false), Answer::Stay);
+        assert_eq!(door.look(|| Some((false, false))), Answer::Stay);
     }
 
     #[test]

@@ -636,14 +636,12 @@ impl StoreInner {
         let (Some(door), Db::ReadWrite(lock)) = (&self.door, &self.db) else {
             return;
         };
-        let (open, by_knock) = {
+        let writer = || {
             let w = lock.read();
-            if w.pinned || !w.switchable || w.db.is_none() {
-                return;
-            }
-            (w.live_readers, w.by_knock)
+            let answers = !w.pinned && w.switchable && w.db.is_some();
+            answers.then_some((w.live_readers, w.by_knock))
         };
-        let to_live = match door.look(open, by_knock) {
+        let to_live = match door.look(writer) {
             Answer::Stay => return,
             Answer::Open => true,
             Answer::Close => false,
@@ -933,6 +931,15 @@ mod tests {
         job.flush().unwrap();
     }
 
+    /// Records done of job `j`, read by a live reader.
+    fn read_done(path: &Path) -> u64 {
+        Store::open_read_only(path)
+            .unwrap()
+            .status("j")
+            .unwrap()
+            .records_done
+    }
+
     /// A reader knocks, and the writer answers (as its next commit would).
     fn let_readers_in(store: &Store, path: &Path) {
         door::knock(path).unwrap();
@@ -986,24 +993,10 @@ mod tests {
         std::thread::sleep(door::LOOK_EVERY);
         job.submit(1, 1).unwrap();
         assert!(store.inner.live_readers());
-        assert_eq!(
-            Store::open_read_only(&path)
-                .unwrap()
-                .status("j")
-                .unwrap()
-                .records_done,
-            2
-        );
+        assert_eq!(read_done(&path), 2);
         drop(job);
         drop(store);
-        assert_eq!(
-            Store::open_read_only(&path)
-                .unwrap()
-                .status("j")
-                .unwrap()
-                .records_done,
-            2
-        );
+        assert_eq!(read_done(&path), 2);
     }
 
     #[test]
