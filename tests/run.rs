@@ -849,3 +849,65 @@ print(json.dumps({"up": line.upper(), "n": len(line)}))
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(!env.path("missing.redb").exists());
 }
+
+/// A worker that takes about 2 ms per record, so a run lasts long enough for the scrub.
+const SLOW: &str = r#"
+import sys, time
+for line in sys.stdin:
+    time.sleep(0.002)
+    print(line.rstrip("\n").upper(), flush=True)
+"#;
+
+#[test]
+fn the_background_scrub_runs_at_the_rate_given_and_reports_in_the_summary() {
+    let env = Env::new();
+    let input = env.write("in.txt", lines(600));
+    env.write("slow.py", SLOW);
+    let scrubbed = env.run(
+        &env.s("a.redb"),
+        &[
+            "--input",
+            &input,
+            "--scrub-every",
+            "100ms",
+            "--scrub-rate",
+            "64",
+        ],
+        &["python3", "slow.py"],
+    );
+    assert_eq!(code(&scrubbed), 0, "{}", stderr(&scrubbed));
+    let v = json_of(&scrubbed);
+    // About 0.6 s of work with a pass due every 100 ms: at least one pass read back what
+    // the run had committed, and found it sound.
+    assert!(v["scrub_passes"].as_u64() >= Some(1), "{v}");
+    assert!(v["scrub_bytes"].as_u64() > Some(0), "{v}");
+    assert_eq!(v["scrub_damaged"].as_u64(), Some(0), "{v}");
+
+    let off = env.run(
+        &env.s("b.redb"),
+        &[
+            "--input",
+            &input,
+            "--scrub-every",
+            "100ms",
+            "--scrub-rate",
+            "0",
+        ],
+        &["python3", "slow.py"],
+    );
+    assert_eq!(code(&off), 0, "{}", stderr(&off));
+    let v = json_of(&off);
+    assert_eq!(
+        (v["scrub_passes"].as_u64(), v["scrub_bytes"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+
+    let bad = env.run(
+        &env.s("c.redb"),
+        &["--input", &input, "--scrub-every", "never"],
+        &["python3", "slow.py"],
+    );
+    assert_eq!(code(&bad), 2, "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--scrub-every"), "{}", stderr(&bad));
+}

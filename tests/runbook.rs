@@ -46,6 +46,7 @@ const TESTED: &[(&str, usize)] = &[
     ("reprocess", 2),
     ("move", 1),
     ("remote", 1),
+    ("locked-reader", 1),
 ];
 
 /// One runbook entry: its marker id, title and fenced blocks (language, text).
@@ -864,4 +865,75 @@ fn sync_failed() {
         export(&store, "demo") == expected,
         "outputs as if the sync never failed"
     );
+}
+
+/// An idle `Job` API writer in this process holds the store to itself (the default
+/// `Concurrency::Auto`); the entry's retry loop runs beside it. Its first read knocks and is
+/// refused after a second; the writer then commits once, which lets readers in, and a retry
+/// reads the job.
+#[test]
+fn locked_reader() {
+    use resumable::{Discard, JobOptions, Store};
+
+    let [block] = sh_blocks("locked-reader").try_into().unwrap();
+    let mut scene = Scene::new();
+    let store_path = scene.p("busy.redb");
+    scene.set("STORE", store_path.to_str().unwrap());
+    scene.set("JOB", "ingest");
+    let knock = scene.p(".busy.redb.readers");
+
+    let store = Store::open(&store_path).unwrap();
+    let mut job = store
+        .job::<Discard<u64>>("ingest", JobOptions::new())
+        .unwrap();
+    job.start().unwrap();
+    for id in 0..100 {
+        job.submit(id, id).unwrap();
+    }
+    job.flush().unwrap();
+
+    let out = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| scene.sh(&block));
+        // The first read knocks; the idle writer does not answer, so it is refused.
+        let start = Instant::now();
+        while !knock.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the reader never knocked"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(1_500));
+        // The job's next commit answers the knock.
+        for id in 100..110 {
+            job.submit(id, id).unwrap();
+        }
+        job.flush().unwrap();
+        reader.join().unwrap()
+    });
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("did not let readers in"),
+        "the first read was refused as the entry says: {stderr}"
+    );
+    assert!(
+        stdout.contains("ingest"),
+        "then the status was read: {stdout}"
+    );
+    // The writer went on undisturbed.
+    for id in 110..120 {
+        job.submit(id, id).unwrap();
+    }
+    job.flush().unwrap();
+    drop(job);
+    drop(store);
+    assert_eq!(
+        status(store_path.to_str().unwrap(), "ingest")["records_done"].as_u64(),
+        Some(120)
+    );
+    verify_ok(store_path.to_str().unwrap());
 }

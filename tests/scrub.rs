@@ -8,7 +8,7 @@
 //! the job with a fast scrub.
 //!
 //! Proves: the scrub finds the damaged segment while the job runs (`Stats::scrub_damaged`,
-//! one `tracing::error!` naming its seq), the job goes on, and no sidecar vouches for the
+//! one `tracing::error!` naming its seq, however many passes find it), the job goes on, and no sidecar vouches for the
 //! file afterwards, so the next open runs the full check; a clean store finishes passes
 //! with no damage and keeps its sidecar; the bytes scrubbed stay under the configured rate;
 //! a stop in the middle of a pass returns promptly.
@@ -224,16 +224,12 @@ fn a_damaged_segment_is_reported_logged_and_voids_the_sidecar_while_the_job_goes
     );
     let (stats, _) = run_until(&store, "damaged", fast_scrub(), |s| {
         let s = s.stats();
-        s.scrub_passes >= 1 && s.records_committed > 0
+        s.scrub_passes >= 3 && s.records_committed > 0
     });
-    // Each pass (one every 300 ms here) finds the one damaged segment once; the last may
-    // have found it before the stop ended it.
-    assert!(stats.scrub_damaged >= 1, "{stats:?}");
-    assert!(
-        (stats.scrub_passes..=stats.scrub_passes + 1).contains(&stats.scrub_damaged),
-        "{stats:?}"
-    );
-    assert!(stats.scrub_passes >= 1, "{stats:?}");
+    // Every pass (one every 300 ms here) finds the one damaged segment; it is counted and
+    // logged as an error once, not once per pass.
+    assert_eq!(stats.scrub_damaged, 1, "{stats:?}");
+    assert!(stats.scrub_passes >= 3, "{stats:?}");
     assert!(stats.records_committed > 0, "the job went on: {stats:?}");
     // Commit 1234 / 50 + 1 = 25 holds record 1234.
     let logged: Vec<_> = errors

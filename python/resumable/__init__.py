@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import math
 import multiprocessing
 import os
 import pickle
@@ -105,6 +106,12 @@ class MapResult:
     rate: float
     state: Any = None
     """The folded state after the run (jobs with a fold), else None."""
+    scrub_passes: int = 0
+    """Passes the background scrub finished during the run."""
+    scrub_bytes: int = 0
+    """Stored bytes the scrub re-read and checked."""
+    scrub_damaged: int = 0
+    """Stored values the scrub found damaged (each also logged); see docs/SCRUB.md."""
 
 
 def _caller(
@@ -144,6 +151,8 @@ def map(
     max_delay: float = 30.0,
     fold: Optional[Callable[[Any, int, Any], Any]] = None,
     initial: Any = None,
+    scrub_rate: int = 32 << 20,
+    scrub_every: float = 3600.0,
 ) -> MapResult:
     """Runs ``fn(record)`` over ``records`` exactly once per record, committing each output.
 
@@ -175,6 +184,11 @@ def map(
     - ``fold``/``initial``: fold each committed output into a JSON state,
       ``fold(state, id, output) -> state`` (see ``Store.job``); the result's ``state`` is
       the state after the run.
+    - ``scrub_rate``/``scrub_every``: while the run goes on, a background scrub re-reads the
+      job's committed values at ``scrub_rate`` bytes per second (0: off) and checks their
+      checksums, the first pass 10 s in (or after ``scrub_every`` seconds, if shorter), then
+      ``scrub_every`` seconds after each pass; damage is logged and counted in the result's
+      ``scrub_damaged`` (docs/SCRUB.md).
     - Ctrl-C (KeyboardInterrupt) stops cleanly: in-flight records are finished and
       committed durably, the job is paused, then KeyboardInterrupt propagates.
 
@@ -184,6 +198,10 @@ def map(
         raise ValueError("workers must be at least 1")
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
+    if scrub_rate < 0:
+        raise ValueError("scrub_rate must be at least 0 (0 turns the scrub off)")
+    if not (scrub_every > 0 and math.isfinite(scrub_every)):
+        raise ValueError("scrub_every must be a positive number of seconds")
     if progress is None:
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
     if total_records is None and not keyed and hasattr(records, "__len__"):
@@ -234,6 +252,8 @@ def map(
                 max_delay=max_delay,
                 complete=complete,
                 progress=progress,
+                scrub_rate=scrub_rate,
+                scrub_every=float(scrub_every),
             )
             return MapResult(**summary, state=the_job.state)
         finally:

@@ -160,4 +160,6 @@ def run_map(
     max_delay: float,
     complete: bool,
     progress: bool,
+    scrub_rate: int,
+    scrub_every: float,
 ) -> dict[str, Any]: ...

@@ -18,7 +18,8 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use resumable::{
-    BoxError, Fold, Job, ProcessError, RecordContext, RetryPolicy, RunEnd, RunReport, Runner,
+    BoxError, Fold, Job, MaintainOptions, ProcessError, RecordContext, RetryPolicy, RunEnd,
+    RunReport, Runner,
     Source, Stats, StatsHandle, StopHandle,
 };
 
@@ -115,6 +116,8 @@ pub(crate) struct MapSettings {
     retry: RetryPolicy,
     complete: bool,
     progress: bool,
+    /// The maintainer's options: the background scrub's rate and pause (docs/SCRUB.md).
+    maintain: MaintainOptions,
 }
 
 /// The run's result (the job handed back, how it ended, its counters), the exception to
@@ -142,6 +145,7 @@ fn run_typed<S: Fold>(
     let runner = Runner::new(job)
         .workers(settings.workers)
         .retry(settings.retry)
+        .maintainer(settings.maintain.clone())
         .complete_on_end(settings.complete);
     let stop: StopHandle = runner.stop_handle();
     let stats: StatsHandle = runner.stats_handle();
@@ -282,13 +286,16 @@ fn summary<'py>(py: Python<'py>, end: &RunEnd, s: &Stats) -> PyResult<Bound<'py,
     d.set_item("fsyncs", s.fsyncs)?;
     d.set_item("elapsed", s.elapsed.as_secs_f64())?;
     d.set_item("rate", s.rate)?;
+    d.set_item("scrub_passes", s.scrub_passes)?;
+    d.set_item("scrub_bytes", s.scrub_bytes)?;
+    d.set_item("scrub_damaged", s.scrub_damaged)?;
     Ok(d)
 }
 
 /// Runs `call(record)` over `(id, record)` pairs from `iter` on `workers` threads through
 /// the Rust runner, committing outputs into `job`. Returns a summary dict.
 #[pyfunction]
-#[pyo3(signature = (job, call, iter, *, workers, attempts, base_delay, max_delay, complete, progress))]
+#[pyo3(signature = (job, call, iter, *, workers, attempts, base_delay, max_delay, complete, progress, scrub_rate, scrub_every))]
 pub(crate) fn run_map<'py>(
     py: Python<'py>,
     job: &Bound<'py, PyJob>,
@@ -300,7 +307,14 @@ pub(crate) fn run_map<'py>(
     max_delay: f64,
     complete: bool,
     progress: bool,
+    scrub_rate: u64,
+    scrub_every: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
+    if !(scrub_every > 0.0 && scrub_every.is_finite()) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "scrub_every must be a positive number of seconds, not {scrub_every}"
+        )));
+    }
     let retry = RetryPolicy::new()
         .max_attempts(attempts)
         .base_delay(Duration::from_secs_f64(base_delay.max(0.0)))
@@ -310,6 +324,9 @@ pub(crate) fn run_map<'py>(
         retry,
         complete,
         progress,
+        maintain: MaintainOptions::new()
+            .scrub_rate(scrub_rate)
+            .scrub_every(Duration::from_secs_f64(scrub_every)),
     };
     let pyjob = job.get();
     let (handle, policy) = pyjob.take(py)?.into_parts();

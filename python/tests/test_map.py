@@ -159,3 +159,22 @@ def test_ctrl_c_stops_cleanly_and_the_job_resumes(store_path):
     # Resume: only the rest is processed.
     r = resumable.map(helpers.square, range(100000), store=store_path, job="c", workers=2)
     assert r.skipped == done and r.records_committed == 100000 - done
+
+
+def _slow_square(x):
+    time.sleep(0.002)
+    return x * x
+
+
+def test_the_background_scrub_reads_back_the_run_at_the_rate_given(store_path):
+    # About 0.5 s of work with a pass due every 0.1 s: the scrub re-read what was committed
+    # and found it sound.
+    r = resumable.map(_slow_square, range(500), store=store_path, job="s", workers=2, scrub_every=0.1)
+    assert r.end == "finished"
+    assert r.scrub_passes >= 1 and r.scrub_bytes > 0 and r.scrub_damaged == 0, r
+    off = resumable.map(_slow_square, range(500), store=store_path, job="t", workers=2, scrub_every=0.1, scrub_rate=0)
+    assert (off.scrub_passes, off.scrub_bytes) == (0, 0), off
+    with pytest.raises(ValueError, match="scrub_every"):
+        resumable.map(_slow_square, range(5), store=store_path, job="u", scrub_every=0)
+    with pytest.raises(ValueError, match="scrub_rate"):
+        resumable.map(_slow_square, range(5), store=store_path, job="u", scrub_rate=-1)

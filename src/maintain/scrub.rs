@@ -11,9 +11,12 @@
 //! on its work channel, so a snapshot hand-off or a stop wakes it at once. After a batch of
 //! `b` bytes the next one is due `b / rate` later, so the bytes read by any time `t` stay
 //! under `rate * t` plus one batch. Damage is logged (`tracing::error!`, one event per
-//! damaged value), counted in `Stats::scrub_damaged`, and makes the next open of the file
-//! run the full check; the job is not stopped, as its progress never reads old values.
+//! damaged value, the first time a pass finds it; later passes that find it again say so
+//! once per pass), counted in `Stats::scrub_damaged` (each value once), and makes the next
+//! open of the file run the full check; the job is not stopped, as its progress never reads
+//! old values.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::{MaintainOptions, Shared};
@@ -32,6 +35,10 @@ const RETRY_AFTER: Duration = Duration::from_secs(10);
 const MIN_BATCH: u64 = 64 << 10;
 const MAX_BATCH: u64 = 4 << 20;
 
+/// Most damaged values remembered as reported. Past it, damage is logged and counted each
+/// time it is found (the memory stays bounded on a store that is damaged everywhere).
+const MAX_REMEMBERED: usize = 100_000;
+
 /// The scrub's schedule and position, kept by the maintainer thread.
 pub(crate) struct Scrub {
     scrubber: Scrubber,
@@ -43,6 +50,10 @@ pub(crate) struct Scrub {
     due: Option<Instant>,
     /// Damage found in the current pass.
     pass_damaged: u64,
+    /// Of it, damage an earlier pass reported.
+    pass_known: u64,
+    /// The damaged values already reported (by what they are: `segment 25`).
+    reported: HashSet<String>,
 }
 
 impl Scrub {
@@ -56,6 +67,8 @@ impl Scrub {
             pass: None,
             due: Some(Instant::now() + FIRST_PASS_AFTER.min(options.scrub_every)),
             pass_damaged: 0,
+            pass_known: 0,
+            reported: HashSet::new(),
         })
     }
 
@@ -70,6 +83,7 @@ impl Scrub {
         let started = Instant::now();
         if self.pass.is_none() {
             self.pass_damaged = 0;
+            self.pass_known = 0;
         }
         let pass = self.pass.take().map_or_else(|| self.scrubber.begin(), Ok);
         let mut pass = match pass {
@@ -90,7 +104,16 @@ impl Scrub {
                 return;
             }
         };
+        let mut new = 0u64;
         for d in &step.damage {
+            if self.reported.contains(&d.what) {
+                self.pass_known += 1;
+                continue;
+            }
+            if self.reported.len() < MAX_REMEMBERED {
+                self.reported.insert(d.what.clone());
+            }
+            new += 1;
             tracing::error!(
                 job = %self.job,
                 seq = d.seq,
@@ -108,13 +131,21 @@ impl Scrub {
         {
             let mut report = shared.report.lock();
             report.scrub_bytes += step.bytes;
-            report.scrub_damaged += step.damage.len() as u64;
+            report.scrub_damaged += new;
             if done {
                 report.scrub_passes += 1;
             }
         }
         let pace = Duration::from_secs_f64(step.bytes as f64 / self.rate as f64);
         if done {
+            if self.pass_known > 0 {
+                tracing::warn!(
+                    job = %self.job,
+                    damaged = self.pass_known,
+                    "the scrub found {} damaged value(s) again that it reported before; see the earlier errors, or run `resumable verify STORE`",
+                    self.pass_known
+                );
+            }
             tracing::info!(job = %self.job, damaged = self.pass_damaged, "scrub pass done");
             self.due = Instant::now()
                 .checked_add(self.every)

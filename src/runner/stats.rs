@@ -76,7 +76,8 @@ pub struct Stats {
     pub scrub_passes: u64,
     /// Stored bytes the scrub re-read and checked.
     pub scrub_bytes: u64,
-    /// Stored values the scrub found damaged (each also logged with `tracing::error!`).
+    /// Stored values the scrub found damaged, each counted (and logged with
+    /// `tracing::error!`) once, however many passes find it again.
     pub scrub_damaged: u64,
     /// Time since the run started.
     pub elapsed: Duration,

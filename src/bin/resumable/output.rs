@@ -150,6 +150,14 @@ pub(crate) fn run_summary(
             store.display()
         )?;
     }
+    if stats.scrub_damaged > 0 {
+        writeln!(
+            out,
+            "the background scrub found {} damaged stored value(s) (logged above): run `resumable verify {}` to list them, then follow docs/RUNBOOK.md, \"verify reports damage\"",
+            count(stats.scrub_damaged),
+            store.display()
+        )?;
+    }
     out.finish()?;
     Ok(())
 }

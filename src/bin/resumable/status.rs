@@ -240,7 +240,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         if crashed {
             t.add_row(vec![
                 "",
-                "not shut down cleanly (crashed): running the job again resumes it",
+                "not paused or completed: a process runs it now, or it crashed (running the job again resumes it)",
             ]);
         }
         if s.completed_with_dead_letters() {

@@ -25,7 +25,8 @@ use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 use resumable::{
     AdaptivePolicy, Discard, FileInput, FileSource, InputFormat, InputRecord, JobOptions, JobState,
-    Json, ProcessError, RecordContext, RetryPolicy, RunEnd, Runner, Source, Stats, Store,
+    Json, MaintainOptions, ProcessError, RecordContext, RetryPolicy, RunEnd, Runner, Source, Stats,
+    Store,
 };
 use serde_json::json;
 
@@ -94,7 +95,7 @@ found or not executable, an input that is not a regular file).
   {\"store\": PATH, \"job\": S, \"end\": \"finished\"|\"stopped\"|\"already_done\"|\"input_failed\"|\"workers_failed\",
    \"lifecycle\": S, \"records_total\": N, \"records_done\": N, \"processed\": N,
    \"skipped\": N, \"retried\": N, \"dead_lettered\": N, \"commits\": N, \"seeks\": N,
-   \"input_scanned\": B, \"elapsed_ms\": N, \"records_per_s\": F}
+   \"scrub_passes\": N, \"scrub_bytes\": N, \"scrub_damaged\": N, \"input_scanned\": B, \"elapsed_ms\": N, \"records_per_s\": F}
 processed counts records settled by this run (outputs and dead letters); skipped, records
 already done before it; input_scanned, whether the input was read whole (a new job)
 rather than through its recorded index."
@@ -156,6 +157,15 @@ pub(crate) struct Args {
     /// Which records --audit picks (the same seed picks the same records).
     #[arg(long, default_value_t = 1, value_name = "N", requires = "audit")]
     audit_seed: u64,
+    /// Read rate of the background scrub, in MiB/s: while the job runs, committed values
+    /// are re-read and checked against their checksums, so damage below the file system is
+    /// found and reported (docs/SCRUB.md). 0 turns it off.
+    #[arg(long, default_value_t = 32, value_name = "MIB_PER_S")]
+    scrub_rate: u64,
+    /// Pause between the end of one scrub pass and the start of the next (e.g. 1h, 10m);
+    /// the first pass starts 10 s into the run, or after this pause if it is shorter.
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    scrub_every: Duration,
     /// Test hook: exit abruptly (no final commit, like a crash) once this many records of
     /// this run are durable.
     #[arg(long, hide = true)]
@@ -539,6 +549,11 @@ fn run_with(
             (2 * args.workers).max(2)
         })
         .complete_on_end(true)
+        .maintainer(
+            MaintainOptions::new()
+                .scrub_rate(args.scrub_rate.saturating_mul(1 << 20))
+                .scrub_every(args.scrub_every),
+        )
         // A deep queue, so the workers keep busy while a slow fsync holds the committer
         // (the pipeline holds about 2 x 4,096 records; record bytes are capped at 64 MiB by
         // the pool), and groups sized by measured commit cost rather than a fixed count.
@@ -675,6 +690,9 @@ fn print_summary(args: &Args, json: bool, s: &Summary) -> anyhow::Result<()> {
             "dead_lettered": s.stats.dead_lettered,
             "commits": s.stats.commits,
             "seeks": s.stats.seeks,
+            "scrub_passes": s.stats.scrub_passes,
+            "scrub_bytes": s.stats.scrub_bytes,
+            "scrub_damaged": s.stats.scrub_damaged,
             "input_scanned": s.scanned,
             "elapsed_ms": u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
             "records_per_s": (rate * 10.0).round() / 10.0,
