@@ -863,40 +863,30 @@ fn the_background_scrub_runs_at_the_rate_given_and_reports_in_the_summary() {
     let env = Env::new();
     let input = env.write("in.txt", lines(600));
     env.write("slow.py", SLOW);
-    let scrubbed = env.run(
-        &env.s("a.redb"),
-        &[
-            "--input",
-            &input,
-            "--scrub-every",
-            "100ms",
-            "--scrub-rate",
-            "64",
-        ],
-        &["python3", "slow.py"],
-    );
-    assert_eq!(code(&scrubbed), 0, "{}", stderr(&scrubbed));
-    let v = json_of(&scrubbed);
-    // About 0.6 s of work with a pass due every 100 ms: at least one pass read back what
-    // the run had committed, and found it sound.
+    // A run with a scrub pass due every 100 ms at `rate` MiB/s; its `--json` summary.
+    let scrubbed_at = |store: &str, rate: &str| {
+        let o = env.run(
+            &env.s(store),
+            &[
+                "--input",
+                &input,
+                "--scrub-every",
+                "100ms",
+                "--scrub-rate",
+                rate,
+            ],
+            &["python3", "slow.py"],
+        );
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        json_of(&o)
+    };
+    // About 0.6 s of work: at least one pass read back what the run had committed, and
+    // found it sound.
+    let v = scrubbed_at("a.redb", "64");
     assert!(v["scrub_passes"].as_u64() >= Some(1), "{v}");
     assert!(v["scrub_bytes"].as_u64() > Some(0), "{v}");
     assert_eq!(v["scrub_damaged"].as_u64(), Some(0), "{v}");
-
-    let off = env.run(
-        &env.s("b.redb"),
-        &[
-            "--input",
-            &input,
-            "--scrub-every",
-            "100ms",
-            "--scrub-rate",
-            "0",
-        ],
-        &["python3", "slow.py"],
-    );
-    assert_eq!(code(&off), 0, "{}", stderr(&off));
-    let v = json_of(&off);
+    let v = scrubbed_at("b.redb", "0");
     assert_eq!(
         (v["scrub_passes"].as_u64(), v["scrub_bytes"].as_u64()),
         (Some(0), Some(0)),
