@@ -637,19 +637,19 @@ fn exit_codes_are_0_ok_1_problem_2_usage() {
     assert_eq!(code(&o), 1, "another seed is another input: {}", stderr(&o));
     assert!(stderr(&o).contains("input manifest"), "{}", stderr(&o));
 
+    // A writer in this process, in each concurrency mode.
+    let writer_in =
+        |mode: resumable::Concurrency| StoreOptions::new().concurrency(mode).open(&path).unwrap();
     // An idle default writer has the store to itself: a reader knocks, waits a second for a
     // commit that would let it in, and says why it could not (1).
-    let held = Store::open(&path).unwrap();
+    let held = writer_in(resumable::Concurrency::Auto);
     let o = run(&["status", p]);
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("knock"), "{}", stderr(&o));
     drop(held);
     // A writer with live readers (as a knock makes it): read commands work beside it;
     // commands that write say it is in use (1).
-    let held = StoreOptions::new()
-        .concurrency(resumable::Concurrency::LiveReaders)
-        .open(&path)
-        .unwrap();
+    let held = writer_in(resumable::Concurrency::LiveReaders);
     for args in [vec!["status", p], vec!["export", p], vec!["verify", p]] {
         let o = run(&args);
         assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
@@ -659,10 +659,7 @@ fn exit_codes_are_0_ok_1_problem_2_usage() {
     assert!(stderr(&o).contains("in use"), "{}", stderr(&o));
     drop(held);
     // 1: locked. An exclusive writer admits no readers; every command says so.
-    let held = StoreOptions::new()
-        .concurrency(resumable::Concurrency::Exclusive)
-        .open(&path)
-        .unwrap();
+    let held = writer_in(resumable::Concurrency::Exclusive);
     for args in [
         vec!["status", p],
         vec!["export", p],

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import math
 import multiprocessing
 import os
 import pickle
@@ -200,8 +199,6 @@ def map(
         raise ValueError("attempts must be at least 1")
     if scrub_rate < 0:
         raise ValueError("scrub_rate must be at least 0 (0 turns the scrub off)")
-    if not (scrub_every > 0 and math.isfinite(scrub_every)):
-        raise ValueError("scrub_every must be a positive number of seconds")
     if progress is None:
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
     if total_records is None and not keyed and hasattr(records, "__len__"):

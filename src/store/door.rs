@@ -157,10 +157,11 @@ impl Door {
     }
 
     /// Looks at the knock file if [`LOOK_EVERY`] has passed since the last look. Only then
-    /// is `writer` asked for the writer's state: `(open, by_knock)`, whether it has readers
-    /// now and whether a knock made it so, or `None` when it does not answer knocks (a
-    /// commit between looks costs a clock read, nothing of the writer's).
-    pub(crate) fn look(&self, writer: impl FnOnce() -> Option<(bool, bool)>) -> Answer {
+    /// is `writer` asked for the writer's state: whether it has readers now (always because
+    /// a knock let them in: a writer that answers knocks opens without them), or `None` when
+    /// it does not answer knocks (a commit between looks costs a clock read, nothing of the
+    /// writer's).
+    pub(crate) fn look(&self, writer: impl FnOnce() -> Option<bool>) -> Answer {
         let now = Instant::now();
         {
             let mut t = self.times.lock();
@@ -169,7 +170,7 @@ impl Door {
             }
             t.next_look = now + LOOK_EVERY;
         }
-        let Some((open, by_knock)) = writer() else {
+        let Some(open) = writer() else {
             return Answer::Stay;
         };
         let age = knock_age(&self.store);
@@ -181,7 +182,7 @@ impl Door {
             }
             return Answer::Stay;
         }
-        if !by_knock || age.is_some_and(|a| a < self.stale) {
+        if age.is_some_and(|a| a < self.stale) {
             return Answer::Stay;
         }
         let mut t = self.times.lock();
@@ -324,32 +325,30 @@ mod tests {
             Duration::from_millis(500),
             Duration::from_millis(200),
         );
-        assert_eq!(
-            door.look(|| Some((false, false))),
-            Answer::Stay,
-            "nobody knocked"
-        );
+        assert_eq!(door.look(|| Some(false)), Answer::Stay, "nobody knocked");
         knock(&store).expect("knock");
         assert_eq!(
-            door.look(|| Some((false, false))),
+            door.look(|| Some(false)),
             Answer::Stay,
             "too soon to look again"
         );
         std::thread::sleep(LOOK_EVERY);
-        assert_eq!(door.look(|| Some((false, false))), Answer::Open);
+        assert_eq!(door.look(|| Some(false)), Answer::Open);
         // Open by a knock: it stays open while knocks are recent...
         std::thread::sleep(LOOK_EVERY);
-        assert_eq!(door.look(|| Some((true, true))), Answer::Stay);
-        // ...and an open door that no knock opened (LiveReaders) never closes.
+        assert_eq!(door.look(|| Some(true)), Answer::Stay);
+        // ...a writer that does not answer knocks (LiveReaders, a deferred job) is never
+        // told to close, however old the knock...
         std::thread::sleep(Duration::from_millis(250));
-        assert_eq!(door.look(|| Some((true, false))), Answer::Stay);
+        assert_eq!(door.look(|| None), Answer::Stay);
         assert_eq!(
-            door.look(|| Some((true, true))),
+            door.look(|| Some(true)),
             Answer::Stay,
             "too soon to look again"
         );
+        // ...and one that does closes once knocks stop.
         std::thread::sleep(LOOK_EVERY);
-        assert_eq!(door.look(|| Some((true, true))), Answer::Close);
+        assert_eq!(door.look(|| Some(true)), Answer::Close);
         door.closed();
         assert_eq!(knock_age(&store), None, "closing removes the knock");
         // A stale knock does not open it again.
@@ -360,7 +359,7 @@ mod tests {
             .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(5)))
             .expect("age it");
         std::thread::sleep(LOOK_EVERY);
-        assert_eq!(door.look(|| Some((false, false))), Answer::Stay);
+        assert_eq!(door.look(|| Some(false)), Answer::Stay);
     }
 
     #[test]

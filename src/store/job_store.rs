@@ -335,13 +335,13 @@ impl JobStore {
         self.meta.total_records
     }
 
-    /// [`Error::Poisoned`] once a write failed or work ran ahead of the file and did not land.
     /// Lets knocking readers in (see `StoreInner::answer_readers`); for a runner's idle
     /// committer, which holds no transaction.
     pub(crate) fn answer_readers(&self) {
         self.claim.store().answer_readers();
     }
 
+    /// [`Error::Poisoned`] once a write failed or work ran ahead of the file and did not land.
     pub(crate) fn check_usable(&self) -> Result<()> {
         if self.poison.is_poisoned() {
             Err(Error::Poisoned)

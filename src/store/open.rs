@@ -484,10 +484,6 @@ type Reopen = Box<dyn Fn(bool) -> Result<Database> + Send + Sync>;
 
 /// The writer's database and its concurrency mode, which a job may switch once (see
 /// [`Concurrency::Auto`]).
-#[expect(
-    clippy::struct_excessive_bools,
-    reason = "four independent facts about the writer's mode, each read on its own"
-)]
 pub(crate) struct Writer {
     /// `None` only if switching modes lost the file to another process: every later use
     /// then fails with [`Error::Poisoned`] (reopen the store).
@@ -495,8 +491,6 @@ pub(crate) struct Writer {
     live_readers: bool,
     /// Whether a job may switch the mode ([`Concurrency::Auto`]).
     switchable: bool,
-    /// Live readers because one knocked (the writer may close the door again).
-    by_knock: bool,
     /// A job with deferred durability has the file to itself: knocks go unanswered.
     pinned: bool,
     reopen: Reopen,
@@ -508,7 +502,6 @@ impl Writer {
             db: Some(db),
             live_readers,
             switchable,
-            by_knock: false,
             pinned: false,
             reopen,
         }
@@ -532,7 +525,6 @@ impl Writer {
             Ok(db) => {
                 self.db = Some(db);
                 self.live_readers = to_live;
-                self.by_knock = to_live;
                 Ok(())
             }
             Err(e) => {
@@ -636,10 +628,12 @@ impl StoreInner {
         let (Some(door), Db::ReadWrite(lock)) = (&self.door, &self.db) else {
             return;
         };
+        // A writer that answers knocks (`Auto`) starts without readers, so readers it has
+        // came by a knock.
         let writer = || {
             let w = lock.read();
             let answers = !w.pinned && w.switchable && w.db.is_some();
-            answers.then_some((w.live_readers, w.by_knock))
+            answers.then_some(w.live_readers)
         };
         let to_live = match door.look(writer) {
             Answer::Stay => return,
