@@ -1,10 +1,11 @@
 //! Submitting records and the commit path.
 //!
-//! A commit: sort the pending group by id, hand each encoded output and dead letter to the
-//! store's [`GroupBuilder`] (which seals them and builds the lineage entry and segment),
-//! fold the outputs into the state (a panic there aborts the commit: nothing is written),
-//! encode the state when a snapshot is due, and let the store write it all in one
-//! transaction. From the fold on, the job runs ahead of the file, so that stretch is
+//! Each output is encoded and sealed as it is submitted, straight into the store's
+//! [`GroupBuilder`] (which lays the group out as the segment it will be stored as). A
+//! commit seals the group (records in id order, its lineage entry), folds the outputs into
+//! the state in id order (a panic there aborts the commit: nothing is written), encodes
+//! the state when a snapshot is due, and lets the store write it all in one transaction.
+//! From the fold on, the job runs ahead of the file, so that stretch is
 //! guarded by a poison dart: if the write does not land, the handle refuses further work
 //! and a reopen rebuilds it from what did land.
 
@@ -78,32 +79,17 @@ pub struct JobStats {
     pub replayed_commits: u64,
 }
 
-enum Pending<O> {
-    Output {
-        id: u64,
-        /// The encoded output behind room for its record header (`codec::encode_output`).
-        payload: Vec<u8>,
-        /// Kept for the fold; `None` when the state does not fold outputs, so the value is
-        /// dropped as soon as it is encoded.
-        output: Option<O>,
-    },
-    Dead {
-        id: u64,
-        record: DeadLetterRecord,
-    },
-}
-
-impl<O> Pending<O> {
-    fn id(&self) -> u64 {
-        match self {
-            Pending::Output { id, .. } | Pending::Dead { id, .. } => *id,
-        }
-    }
-}
-
-/// The records submitted since the last commit.
+/// The records submitted since the last commit: built as the segment it will be stored as
+/// (`store::group`), plus what the job itself needs of them.
 pub(crate) struct PendingGroup<O> {
-    records: Vec<Pending<O>>,
+    builder: GroupBuilder,
+    /// Outputs kept for the fold, in the order queued; empty when the state does not fold
+    /// outputs (each value is then dropped as soon as it is encoded).
+    folded: Vec<(u64, O)>,
+    /// Every id queued is at most `max`; while `ordered` (each id queued above all before
+    /// it) the builder's ids are sorted and searched, after that `ids` holds them all.
+    max: Option<u64>,
+    ordered: bool,
     ids: HashSet<u64>,
     bytes: usize,
     since: Option<Instant>,
@@ -112,7 +98,10 @@ pub(crate) struct PendingGroup<O> {
 impl<O> Default for PendingGroup<O> {
     fn default() -> Self {
         PendingGroup {
-            records: Vec::new(),
+            builder: GroupBuilder::default(),
+            folded: Vec::new(),
+            max: None,
+            ordered: true,
             ids: HashSet::new(),
             bytes: 0,
             since: None,
@@ -122,32 +111,50 @@ impl<O> Default for PendingGroup<O> {
 
 impl<O> PendingGroup<O> {
     pub(crate) fn len(&self) -> usize {
-        self.records.len()
+        self.builder.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.builder.is_empty()
     }
 
     fn contains(&self, id: u64) -> bool {
-        self.ids.contains(&id)
+        match self.max {
+            Some(max) if id <= max => {
+                if self.ordered {
+                    self.builder.holds_in_order(id)
+                } else {
+                    self.ids.contains(&id)
+                }
+            }
+            _ => false,
+        }
     }
 
-    fn push(&mut self, p: Pending<O>, bytes: usize) {
+    /// Notes that `id` was queued with `bytes` of payload.
+    fn note(&mut self, id: u64, bytes: usize) {
+        if self.ordered && self.max.is_some_and(|max| id <= max) {
+            // Out of order from here on: index every id queued.
+            self.ordered = false;
+            self.ids.extend(self.builder.ids());
+        }
+        if !self.ordered {
+            self.ids.insert(id);
+        }
+        self.max = self.max.max(Some(id));
         self.bytes += bytes;
-        self.ids.insert(p.id());
-        self.records.push(p);
         self.since.get_or_insert_with(Instant::now);
     }
 
-    /// Takes the records, sorted by id, and empties the group.
-    fn take_sorted(&mut self) -> Vec<Pending<O>> {
-        let mut records = std::mem::take(&mut self.records);
+    /// Empties the group's bookkeeping (the builder is emptied by sealing).
+    fn reset(&mut self) {
+        self.builder.clear();
+        self.folded.clear();
+        self.max = None;
+        self.ordered = true;
         self.ids.clear();
         self.bytes = 0;
         self.since = None;
-        records.sort_unstable_by_key(Pending::id);
-        records
     }
 }
 
@@ -203,24 +210,15 @@ impl<S: Fold> Job<S> {
         if !self.admit(id)? {
             return Ok(false);
         }
-        // Presize for an output like the previous one (outputs of a job tend to be alike).
-        let size_hint = match self.group.records.last() {
-            Some(Pending::Output { payload, .. }) => codec::framed_payload_len(payload),
-            _ => 0,
-        };
-        let payload = codec::encode_output(&output, size_hint).map_err(|e| Error::Record {
-            id,
-            source: format!("cannot encode output: {e}").into(),
-        })?;
-        let bytes = codec::framed_payload_len(&payload);
-        self.group.push(
-            Pending::Output {
-                id,
-                payload,
-                output: S::FOLDS_OUTPUTS.then_some(output),
-            },
-            bytes,
-        );
+        let seq = self.chain.next_seq;
+        let bytes = self
+            .group
+            .builder
+            .output(seq, id, |buf| codec::encode_output_into(&output, buf))?;
+        if S::FOLDS_OUTPUTS {
+            self.group.folded.push((id, output));
+        }
+        self.group.note(id, bytes);
         Ok(true)
     }
 
@@ -325,34 +323,26 @@ impl<S: Fold> Job<S> {
             }
             return Ok(None);
         }
-        let records = self.group.take_sorted();
         let Chain {
             next_seq: seq,
             prev_hash,
         } = self.chain;
-        let mut builder = GroupBuilder::new(seq, records.len());
-        let mut records = records;
-        for p in &mut records {
-            match p {
-                Pending::Output { id, payload, .. } => {
-                    builder.output(*id, std::mem::take(payload))?;
-                }
-                Pending::Dead { id, record } => builder.dead_letter(*id, record)?,
-            }
-        }
-        let sealed = builder.seal(prev_hash, &self.options.code_version)?;
+        let sealed = self
+            .group
+            .builder
+            .seal(prev_hash, &self.options.code_version);
+        let mut folded = std::mem::take(&mut self.group.folded);
+        self.group.reset();
+        let sealed = sealed?;
+        folded.sort_unstable_by_key(|&(id, _)| id);
 
         // From here on the job runs ahead of the file until the write lands.
         let dart = self.store.arm();
-        self.done.extend(records.iter().map(Pending::id));
-        let outputs = records.iter().filter_map(|p| match p {
-            Pending::Output {
-                id,
-                output: Some(output),
-                ..
-            } => Some((*id, output)),
-            _ => None,
-        });
+        for &(s, e) in sealed.output_ranges() {
+            self.done.extend(s..e);
+        }
+        self.done.extend(sealed.dead_ids().iter().copied());
+        let outputs = folded.iter().map(|(id, output)| (*id, output));
         if let Err(e) = self
             .folder
             .apply_all(&mut self.state, outputs, "Fold::apply")
@@ -375,6 +365,7 @@ impl<S: Fold> Job<S> {
         let landed = self.store.commit(sealed, state, lifecycle, durable)?;
         let hash = landed.hash;
         dart.disarm();
+        self.group.builder.recycle(landed.buffer);
 
         // The commit landed: advance the bookkeeping.
         self.chain = Chain {
@@ -400,7 +391,7 @@ impl<S: Fold> Job<S> {
             }
             self.non_durable.extend(dead_ids.iter().copied());
         }
-        tracing::trace!(job = %self.name(), seq, records = records.len(), durable, "commit");
+        tracing::trace!(job = %self.name(), seq, records = outputs_committed + dead_ids.len() as u64, durable, "commit");
         Ok(Some(CommitReceipt {
             seq,
             outputs: output_ranges,
@@ -449,7 +440,10 @@ impl<S: Fold> Job<S> {
             error: error.to_owned(),
             time_ms: now_ms(),
         };
-        self.group.push(Pending::Dead { id, record }, error.len());
+        self.group
+            .builder
+            .dead_letter(self.chain.next_seq, id, &record)?;
+        self.group.note(id, error.len());
         Ok(true)
     }
 

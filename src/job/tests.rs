@@ -81,6 +81,39 @@ fn duplicate_submissions_change_nothing() {
     assert_eq!(job.stats().duplicates, 2);
 }
 
+/// The pending group answers "already queued" from its ids in order while they come in
+/// order, and from an index once one comes out of order (`PendingGroup::contains`).
+#[test]
+fn duplicates_in_a_group_are_caught_before_and_after_it_goes_out_of_order() {
+    let (_d, path) = fresh();
+    let store = Store::open(&path).expect("open");
+    let options = JobOptions::new().commit_policy(CommitPolicy::new().max_group_records(100));
+    let mut job = store.job::<Sum>("j", options).expect("job");
+    let queued = |s: Result<Submission>| assert_eq!(s.expect("submits"), Submission::Queued);
+    let dup = |s: Result<Submission>| assert_eq!(s.expect("submits"), Submission::AlreadyDone);
+    queued(job.submit(10, 1));
+    queued(job.dead_letter(20, 1, "bad"));
+    queued(job.submit(30, 3));
+    for id in [10, 20, 30] {
+        dup(job.submit(id, 99));
+    }
+    queued(job.submit(15, 2));
+    for id in [10, 15, 20, 30] {
+        dup(job.submit(id, 99));
+    }
+    dup(job.dead_letter(15, 1, "late"));
+    queued(job.submit(5, 4));
+    assert_eq!(job.pending(), 5);
+    let receipt = job.flush().expect("flush").expect("a commit");
+    assert_eq!(receipt.outputs, vec![5..6, 10..11, 15..16, 30..31]);
+    assert_eq!(receipt.dead_letters, vec![20]);
+    assert_eq!(job.stats().duplicates, 8);
+    assert_eq!((job.state().total, job.state().count), (10, 4));
+    assert_eq!(job.output(15).expect("read"), Some(2));
+    assert_eq!(job.output(20).expect("read"), None);
+    assert!(job.verify().expect("verify").is_ok());
+}
+
 #[test]
 fn out_of_order_commits_keep_exact_progress_and_fold_in_id_order() {
     let (_d, path) = fresh();

@@ -1,10 +1,11 @@
 //! [`JobStore`]: one open job's handle on its tables, and the one place that knows how a
 //! job is laid out in the file.
 //!
-//! The `job` module owns the pending group, the fold and the lineage chain; it hands this
-//! handle encoded outputs and dead letters ([`GroupBuilder`]), and this handle seals them
-//! (a CRC per record over id, seq and payload), builds the lineage entry and the segment,
-//! decides when the done ranges and id index are brought up to date (`progress_mark.rs`)
+//! The `job` module owns the pending group, the fold and the lineage chain; it queues
+//! outputs and dead letters in a [`GroupBuilder`](super::GroupBuilder) (`group.rs`), which
+//! seals each record as it comes (a CRC over id, seq and payload) and builds the lineage
+//! entry and the segment. This handle writes the sealed group: it computes the outputs
+//! hash, decides when the done ranges and id index are brought up to date (`progress_mark.rs`)
 //! and which snapshots retention retires (`snapshots.rs`), and writes all of it in one
 //! transaction (`write.rs`).
 //!
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::claim::Claim;
+use super::group::SealedGroup;
 use super::hasher::{Hasher, OutputsHash};
 use super::meta::{self, JobMeta};
 use super::open::Store;
@@ -26,17 +28,15 @@ use super::outputs::Outputs;
 use super::poison::{Poison, PoisonDart};
 use super::progress_mark::ProgressMark;
 use super::read::{self, SeqOrder};
-use super::records::DeadLetterRecord;
 use super::segment;
 use super::snapshots::{self, SnapshotBook};
 use super::tables::JobTables;
 use super::verify::CheckedSnapshots;
 use super::write::{self, CommitPlan, SegmentWrite};
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::lifecycle::JobState;
-use crate::lineage::{self, ChainHash, EntryRecord, now_ms};
-use crate::progress::{RangeSet, ids_to_ranges};
+use crate::lineage::{self, ChainHash, now_ms};
+use crate::progress::RangeSet;
 use crate::store::VerifyReport;
 
 pub(crate) use super::snapshots::{SnapshotWriter, Written};
@@ -89,103 +89,6 @@ pub(crate) struct Loaded {
     pub crashed: bool,
 }
 
-/// One commit's records, sealed as they are added; [`GroupBuilder::seal`] makes the segment.
-#[derive(Debug)]
-pub(crate) struct GroupBuilder {
-    seq: u64,
-    outputs: Vec<(u64, Vec<u8>)>,
-    output_ids: Vec<u64>,
-    dead: Vec<(u64, Vec<u8>)>,
-    dead_ids: Vec<u64>,
-}
-
-impl GroupBuilder {
-    /// A group for commit `seq`; records must be added in ascending id order.
-    pub(crate) fn new(seq: u64, capacity: usize) -> Self {
-        GroupBuilder {
-            seq,
-            outputs: Vec::with_capacity(capacity),
-            output_ids: Vec::with_capacity(capacity),
-            dead: Vec::new(),
-            dead_ids: Vec::new(),
-        }
-    }
-
-    /// Adds an output encoded by `codec::encode_output` (room left for its record header),
-    /// sealing it in place.
-    pub(crate) fn output(&mut self, id: u64, mut framed: Vec<u8>) -> Result<()> {
-        codec::seal_record_in_place(id, self.seq, &mut framed)?;
-        self.outputs.push((id, framed));
-        self.output_ids.push(id);
-        Ok(())
-    }
-
-    /// Adds a dead letter.
-    pub(crate) fn dead_letter(&mut self, id: u64, record: &DeadLetterRecord) -> Result<()> {
-        self.dead
-            .push((id, codec::seal_value("dead letter", record)?));
-        self.dead_ids.push(id);
-        Ok(())
-    }
-
-    /// Builds the lineage entry (chained to `prev_hash`, made by `code_version`) and the
-    /// segment. The entry's outputs hash is computed when the group is committed
-    /// ([`JobStore::commit`], possibly on the hasher thread): the segment is built around
-    /// a placeholder entry of the same encoded length (the hash is 32 bytes either way).
-    pub(crate) fn seal(self, prev_hash: ChainHash, code_version: &str) -> Result<SealedGroup> {
-        let entry = EntryRecord::new_v3(
-            self.seq,
-            now_ms(),
-            ids_to_ranges(&self.output_ids),
-            self.dead_ids,
-            ChainHash::Blake3([0; 32]),
-            prev_hash,
-            code_version.to_owned(),
-            None,
-        );
-        let placeholder = lineage::seal_entry(&entry)?;
-        let segment = segment::build(&placeholder, &self.outputs)?;
-        Ok(SealedGroup {
-            entry,
-            area: segment::LEN + placeholder.len(),
-            segment,
-            dead: self.dead,
-            output_count: self.output_ids.len() as u64,
-        })
-    }
-}
-
-/// A group ready to commit: its lineage entry, segment and sealed dead letters.
-#[derive(Debug)]
-pub(crate) struct SealedGroup {
-    /// The entry with a placeholder outputs hash (and so a placeholder hash).
-    entry: EntryRecord,
-    segment: Vec<u8>,
-    /// Where the record area starts in `segment` (after the length and the entry).
-    area: usize,
-    dead: Vec<(u64, Vec<u8>)>,
-    output_count: u64,
-}
-
-impl SealedGroup {
-    pub(crate) fn seq(&self) -> u64 {
-        self.entry.seq
-    }
-
-    /// Output ids as half-open ranges.
-    pub(crate) fn output_ranges(&self) -> &[(u64, u64)] {
-        &self.entry.outputs
-    }
-
-    pub(crate) fn dead_ids(&self) -> &[u64] {
-        &self.entry.dead_letters
-    }
-
-    pub(crate) fn output_count(&self) -> u64 {
-        self.output_count
-    }
-}
-
 /// What a landed commit wrote.
 #[derive(Debug)]
 pub(crate) struct Landed {
@@ -195,6 +98,9 @@ pub(crate) struct Landed {
     pub snapshot: Option<Written>,
     /// The commit's lineage entry hash: the next commit's `prev_hash`.
     pub hash: ChainHash,
+    /// The buffer the group was built in, for the next group
+    /// ([`GroupBuilder::recycle`](super::GroupBuilder::recycle)).
+    pub buffer: Vec<u8>,
 }
 
 /// One open job's handle on its tables (see the module docs). Holds the job's claim.
@@ -382,13 +288,14 @@ impl JobStore {
     ) -> Result<Landed> {
         self.check_usable()?;
         let seq = group.seq();
+        let segment_len = group.segment().len();
         let mut bytes_written =
-            (group.segment.len() + group.dead.iter().map(|(_, d)| d.len()).sum::<usize>()) as u64;
+            (segment_len + group.dead.iter().map(|(_, d)| d.len()).sum::<usize>()) as u64;
         self.mark.add(
             seq,
             &group.entry.outputs,
             &group.entry.dead_letters,
-            group.segment.len() as u64,
+            segment_len as u64,
         );
         let (ranges, index, mark) = if self.mark.due(self.progress_every_commits) {
             let (diff, runs) = self.mark.take(seq);
@@ -423,16 +330,17 @@ impl JobStore {
         // the entry is sealed last, over its placeholder. Hashed inline, the entry is sealed
         // into the segment before the transaction, which then inserts the finished bytes:
         // a reserved value costs redb a zeroed buffer of the value's size and one more copy.
-        let area = group.area;
-        let mut segment = Arc::new(group.segment);
-        let how = self.hasher.start(seq, &segment, area);
+        // `buf[start..]` is the segment; its entry is `buf[start + LEN..area]`.
+        let (start, area) = (group.start, group.area);
+        let mut buf = Arc::new(group.buf);
+        let how = self.hasher.start(seq, &buf, area);
         let template = &group.entry;
         let hasher = &self.hasher;
         let final_entry = std::cell::OnceCell::new();
-        let seal_entry = |segment: &[u8]| -> Result<Vec<u8>> {
-            let entry = template.with_outputs_hash(hasher.finish(&how, segment, area));
+        let seal_entry = |buf: &[u8]| -> Result<Vec<u8>> {
+            let entry = template.with_outputs_hash(hasher.finish(&how, buf, area));
             let sealed = lineage::seal_entry(&entry)?;
-            if segment::LEN + sealed.len() != area {
+            if start + segment::LEN + sealed.len() != area {
                 return Err(Error::InvalidArgument(
                     "a lineage entry changed size with its outputs hash".into(),
                 ));
@@ -441,11 +349,11 @@ impl JobStore {
             Ok(sealed)
         };
         // Hashed inline, nothing else holds the segment.
-        let reserved = match (&how, Arc::get_mut(&mut segment)) {
+        let reserved = match (&how, Arc::get_mut(&mut buf)) {
             (OutputsHash::Inline, Some(bytes)) => {
                 let sealed = seal_entry(bytes)?;
                 bytes
-                    .get_mut(segment::LEN..area)
+                    .get_mut(start + segment::LEN..area)
                     .ok_or_else(|| {
                         Error::InvalidArgument("a lineage entry is longer than its segment".into())
                     })?
@@ -454,11 +362,11 @@ impl JobStore {
             }
             _ => true,
         };
-        let seal_in_txn = || seal_entry(&segment);
+        let seal_in_txn = || seal_entry(&buf);
         let plan = CommitPlan {
             segment: Some(SegmentWrite {
                 seq,
-                bytes: &segment,
+                bytes: &buf[start..],
                 entry: reserved.then_some(&seal_in_txn as &dyn Fn() -> Result<Vec<u8>>),
             }),
             dead_letters: &group.dead,
@@ -496,6 +404,8 @@ impl JobStore {
             bytes_written,
             snapshot,
             hash,
+            // The hasher thread drops its handle before it sends the hash.
+            buffer: Arc::try_unwrap(buf).unwrap_or_default(),
         })
     }
 

@@ -27,6 +27,7 @@ mod create;
 mod door;
 mod errors;
 mod fingerprint;
+mod group;
 mod hasher;
 mod input;
 mod inspect;
@@ -61,8 +62,9 @@ pub use salvage::{ChainStop, SalvageOptions, SalvageReport, SalvagedJob, UnusedS
 pub use space::{Compaction, SpaceInfo};
 pub use verify::{Problem, VerifyReport};
 
+pub(crate) use group::GroupBuilder;
 pub(crate) use input::{StoredFile, StoredInput};
-pub(crate) use job_store::{GroupBuilder, InputChange, JobStore, NewJob, SnapshotWriter};
+pub(crate) use job_store::{InputChange, JobStore, NewJob, SnapshotWriter};
 pub(crate) use records::DeadLetterRecord;
 pub(crate) use scrub::{Pass, Scrubber};
 pub(crate) use shard::StoredShard;
