@@ -173,10 +173,20 @@ fn status_reports_fresh_crashed_paused_and_completed_jobs() {
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let crashed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        crashed["writer_alive"], false,
+        "the killed demo holds nothing: {crashed}"
+    );
     let crashed = &crashed["jobs"][0];
     assert_eq!(
         crashed["lifecycle"], "running",
         "a running job without a process crashed"
+    );
+    let o = run(&["status", s(&path), "--job", "crashed"]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains("not being run: no process holds the store"),
+        "{text}"
     );
     let n = crashed["records_done"].as_u64().unwrap();
     assert!((1000..5000).contains(&n), "crashed after {n} records");

@@ -9,7 +9,8 @@
 //! on `demo` and `run` is valid Prometheus text (parsed by a small parser here), replaced
 //! atomically (mode 0600, no temporary file left), with figures that grow while the job runs
 //! and the final ones at the end; a second writer gets `Locked`. Live reads (read commands
-//! alongside a running writer): status twice shows records done growing; an
+//! alongside a running writer): status twice shows records done growing, and says a
+//! process holds the store (`writer_alive`) until the demo exits and none after; an
 //! export during the run is a consistent snapshot (valid JSON, ids sorted and unique, each
 //! line the one an uninterrupted run exports, as many as were done) and the export after
 //! the run equals an uninterrupted run's; verify during the run passes; a reader killed
@@ -221,18 +222,22 @@ fn read_metrics(path: &Path) -> Option<HashMap<Series, f64>> {
     Some(parse_prometheus(&text))
 }
 
-/// Files in `dir` other than the named ones.
-/// Files in `dir` other than `known` and the open-check sidecars of the known files (the
-/// `.NAME.checked` a clean close writes beside a store).
+/// Files in `dir` other than `known` and the sidecars of the known files (the
+/// `.NAME.checked` a clean close writes beside a store, and its writer lock file
+/// `.NAME.writer`).
 fn other_files(dir: &Path, known: &[&Path]) -> Vec<PathBuf> {
-    let sidecar = |p: &Path| {
+    let sidecar = |p: &Path, suffix: &str| {
         let name = p.file_name().unwrap().to_string_lossy();
-        p.with_file_name(format!(".{name}.checked"))
+        p.with_file_name(format!(".{name}.{suffix}"))
     };
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| !known.iter().any(|k| k == p || sidecar(k) == *p))
+        .filter(|p| {
+            !known
+                .iter()
+                .any(|k| k == p || sidecar(k, "checked") == *p || sidecar(k, "writer") == *p)
+        })
         .collect()
 }
 
@@ -618,7 +623,7 @@ fn status_twice_during_a_run_shows_records_done_growing() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("g.redb");
     let metrics = dir.path().join("g.prom");
-    let child = spawn_demo(&store, &metrics, "100000", "30");
+    let child = spawn_demo(&store, &metrics, "300000", "30");
     wait_for("the job to start", || read_metrics(&metrics));
     let first = wait_for("a commit", || {
         let d = status_job(&store)["records_done"].as_u64().unwrap();
@@ -629,7 +634,21 @@ fn status_twice_during_a_run_shows_records_done_growing() {
         (d > first).then_some(d)
     });
     assert!(second > first);
+    // While the demo runs, status sees a process holding the store; once it is gone, none.
+    let o = resumable(&["status", s(&store), "--json"]);
+    let during = json_of(&o);
+    let o = resumable(&["status", s(&store)]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
+    assert_eq!(during["writer_alive"], true, "{during}");
+    assert_eq!(during["jobs"][0]["lifecycle"], "running", "{during}");
+    assert!(
+        text.contains("a process holds the store for writing now"),
+        "{text}"
+    );
+    let after = json_of(&resumable(&["status", s(&store), "--json"]));
+    assert_eq!(after["writer_alive"], false, "{after}");
+    assert_eq!(after["jobs"][0]["lifecycle"], "completed");
 }
 
 #[test]

@@ -119,6 +119,15 @@ impl PyStore {
         self.inner.lock().is_none()
     }
 
+    /// Whether a process holds the store for writing now: `True` (always for a writable
+    /// store: this one), `False`, or `None` when that cannot be told (a file last written
+    /// by an older version). A job whose lifecycle is "running" while no process holds its
+    /// store is not being run: its last run crashed or ended without pausing it.
+    #[getter]
+    fn writer_alive(&self) -> PyResult<Option<bool>> {
+        Ok(self.store()?.writer_alive())
+    }
+
     /// Opens the job `name`, creating it if absent (unless `create=False`), and resumes it.
     ///
     /// `output` is "json" (outputs are JSON values: dict, list, str, int, float, bool,

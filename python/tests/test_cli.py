@@ -32,6 +32,11 @@ def test_cli_reads_a_python_written_store(store_path):
     assert rows == [{"id": i, "output": helpers.square(i)} for i in range(500) if i != 5]
     with resumable.Store(store_path, read_only=True) as store:
         assert [{"id": i, "output": o} for i, o in store.outputs("sq")] == rows
+        # map closed its store: nobody holds it for writing, as the CLI says too.
+        assert store.writer_alive is False
+    assert status["writer_alive"] is False
+    with resumable.Store(store_path) as store:
+        assert store.writer_alive is True
 
     verify = cli_json("verify", str(store_path))
     assert verify["first_problem"] is None, verify

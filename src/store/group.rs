@@ -7,7 +7,8 @@
 //! into that room and the segment is the buffer's tail: no per-record allocation and no
 //! copy of the records between the caller's value and redb's page. The buffers are handed
 //! back after the commit and reused, so a steady job does not fault fresh pages in for
-//! every group.
+//! every group; one that grew past [`KEEP_CAPACITY`] (a group of huge outputs) is freed
+//! instead, so a single large group does not pin its memory for the job's life.
 //!
 //! The segment stores records in ascending id order. Records queued in that order (one
 //! caller submitting in order) are already in place; otherwise sealing copies them once,
@@ -27,6 +28,9 @@ const HEAD_ROOM: usize = 256;
 /// A buffer that grew beyond this is dropped after its commit rather than kept for the
 /// next group (the default group is at most 4 MiB).
 const KEEP_CAPACITY: usize = 16 << 20;
+
+/// A record index that grew beyond this many entries is not kept for the next group.
+const KEEP_SPANS: usize = 1 << 16;
 
 /// One commit's records, sealed as they are added; [`GroupBuilder::seal`] makes the segment.
 #[derive(Debug)]
@@ -149,8 +153,17 @@ impl GroupBuilder {
     /// Empties the group (its buffers are kept).
     pub(crate) fn clear(&mut self) {
         self.buf.clear();
-        self.outputs.clear();
         self.dead.clear();
+        self.forget_spans();
+    }
+
+    /// Empties the record index, keeping its allocation unless a huge group grew it.
+    fn forget_spans(&mut self) {
+        if self.outputs.capacity() > KEEP_SPANS {
+            self.outputs = Vec::new();
+        } else {
+            self.outputs.clear();
+        }
         self.ascending = true;
     }
 
@@ -206,8 +219,7 @@ impl GroupBuilder {
         let start = area - head;
         self.buf[start..start + segment::LEN].copy_from_slice(&entry_len.to_le_bytes());
         self.buf[start + segment::LEN..area].copy_from_slice(&placeholder);
-        self.outputs.clear();
-        self.ascending = true;
+        self.forget_spans();
         Ok(SealedGroup {
             entry,
             buf: std::mem::take(&mut self.buf),
@@ -230,6 +242,9 @@ impl GroupBuilder {
             *span = (span.0, at, self.spare.len());
         }
         std::mem::swap(&mut self.buf, &mut self.spare);
+        if self.spare.capacity() > KEEP_CAPACITY {
+            self.spare = Vec::new();
+        }
         self.ascending = true;
     }
 }

@@ -52,6 +52,7 @@ mod sync_failure;
 mod tables;
 mod verify;
 mod write;
+mod writer_lock;
 
 pub use chain::{HeadCheck, VersionCount};
 pub use inspect::{DeadLetter, JobStatus, SnapshotInfo, StoredOutput};

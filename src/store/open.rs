@@ -18,6 +18,7 @@ use super::errors::{open_error, storage, unopenable};
 use super::fingerprint;
 use super::sync_failure::{Marker, Watched};
 use super::tables;
+use super::writer_lock::{self, WriterLock};
 use crate::error::{Error, Result};
 
 /// The store format this build writes (3: BLAKE3 lineage with code versions and redo
@@ -331,6 +332,12 @@ impl StoreOptions {
             };
             let door = (!self.read_only && self.concurrency == Concurrency::Auto)
                 .then(|| Door::new(path.to_owned()));
+            // Taken once redb has let this process write: only the writer holds it.
+            let writer_lock = if self.read_only {
+                None
+            } else {
+                WriterLock::take(path)
+            };
             let store = Store::from_db(
                 db,
                 path.display().to_string(),
@@ -338,6 +345,7 @@ impl StoreOptions {
                 check,
                 closer,
                 door,
+                writer_lock,
             )?;
             // Opened: from now on a clean close records the fingerprint.
             store.inner.record_full_check(match check {
@@ -414,6 +422,7 @@ impl StoreOptions {
             label.to_owned(),
             None,
             check,
+            None,
             None,
             None,
         )
@@ -572,6 +581,8 @@ pub(crate) struct StoreInner {
     alive: Alive,
     /// Where readers knock ([`Concurrency::Auto`] on a file).
     door: Option<Door>,
+    /// Held while a writable store on a file is open (`writer_lock.rs`).
+    _writer_lock: Option<WriterLock>,
     /// Declared after `db`: fields drop in order, and the sidecar describes the closed file.
     closer: Option<Closer>,
 }
@@ -816,6 +827,7 @@ impl Store {
         check: OpenCheck,
         closer: Option<Closer>,
         door: Option<Door>,
+        writer_lock: Option<WriterLock>,
     ) -> Result<Store> {
         let store = Store {
             inner: Arc::new(StoreInner {
@@ -826,6 +838,7 @@ impl Store {
                 check,
                 alive: Alive::default(),
                 door,
+                _writer_lock: writer_lock,
                 closer,
             }),
         };
@@ -907,6 +920,22 @@ impl Store {
     #[must_use]
     pub fn path(&self) -> Option<&Path> {
         self.inner.path.as_deref()
+    }
+
+    /// Whether a process holds the store's file for writing now: `Some(true)` yes (always,
+    /// for a writable handle: this one), `Some(false)` no, `None` cannot tell (a store on a
+    /// test backend, or a file whose writer lock file is missing: last written by an older
+    /// version, or in a directory where it could not be made).
+    ///
+    /// A job whose lifecycle is [`JobState::Running`](crate::JobState::Running) while no
+    /// process holds its store is not being run: its last run ended without pausing it
+    /// (it crashed, was killed, or returned early), and running it again resumes it.
+    #[must_use]
+    pub fn writer_alive(&self) -> Option<bool> {
+        if !self.is_read_only() {
+            return Some(true);
+        }
+        self.inner.path.as_deref().and_then(writer_lock::held)
     }
 }
 

@@ -23,7 +23,7 @@ crashed and resumed); and the file's size and free space (exact after a read-wri
 estimated from the tables' sizes after the usual read-only one).
 
 --json prints one object:
-  {\"store\": PATH, \"file_bytes\": N, \"used_bytes\": N, \"free_bytes\": N, \"space_exact\": BOOL,
+  {\"store\": PATH, \"writer_alive\": BOOL|null, \"file_bytes\": N, \"used_bytes\": N, \"free_bytes\": N, \"space_exact\": BOOL,
    \"jobs\": [{\"name\": S, \"lifecycle\": \"created\"|\"running\"|\"paused\"|\"completed\"|\"failed\",
              \"state_type\": S, \"schema_version\": N, \"records_done\": N, \"total_records\": N|null,
              \"done_ranges\": N, \"watermark\": N, \"commits\": N, \"last_commit_seq\": N|null,
@@ -40,8 +40,10 @@ with dead letters says so (\"completed with N dead letters\"). Percentages round
 \"outputs\" says how `resumable export` shows the job's outputs: through the output type's
 description recorded at creation (typed), as JSON (json, demo), or as hex, with the reason
 (jobs created before this version, or types that cannot be described).
-Times are milliseconds since the Unix epoch. A job whose lifecycle is \"running\" while no
-process holds the store crashed; running it again resumes it.
+Times are milliseconds since the Unix epoch. writer_alive: whether a process holds the
+store for writing now (null: cannot tell, for a store last written by an older version).
+A job whose lifecycle is \"running\" while no process holds the store is not being run: its
+last run crashed or ended without pausing it, and running it again resumes it.
 
 --watch keeps reading, every --interval (default 2s), until every watched job has ended
 (completed, paused or failed) or Ctrl-C: on a terminal one view refreshed in place (records
@@ -56,7 +58,8 @@ again next interval; once readings in a row have found it so for --busy-timeout 
 1m), the watch gives up (exit 75).
 Exit codes of --watch: 0 every watched job completed, 75 one paused (run it again), 1 one
 failed or an error, 130 Ctrl-C. With --json, one object per reading (JSON Lines):
-  {\"store\": PATH, \"time_ms\": N, \"writer_busy\": BOOL, \"busy_intervals\": N, \"ended\": BOOL,
+  {\"store\": PATH, \"time_ms\": N, \"writer_busy\": BOOL, \"writer_alive\": BOOL|null,
+   \"busy_intervals\": N, \"ended\": BOOL,
    \"jobs\": [{\"name\": S, \"lifecycle\": S, \"records_done\": N, \"total_records\": N|null,
              \"rate\": F|null, \"eta_s\": F|null, \"records_at_risk\": null, \"commits\": N,
              \"commits_per_s\": F|null, \"last_commit_ms\": N|null,
@@ -92,6 +95,7 @@ pub(crate) struct Args {
 #[derive(Serialize)]
 struct StatusJson<'a> {
     store: String,
+    writer_alive: Option<bool>,
     file_bytes: u64,
     used_bytes: u64,
     free_bytes: u64,
@@ -186,10 +190,13 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         .map(|n| Ok((store.code_versions(n)?, store.lineage_head(n)?)))
         .collect::<resumable::Result<Vec<Chain>>>()?;
     let space = store.space()?;
+    let writer_alive = store.writer_alive();
+    let jobs_in_store = store.jobs()?.len();
     let mut out = Out::new();
     if json {
         out.json(&StatusJson {
             store: args.target.store().display().to_string(),
+            writer_alive,
             file_bytes: space.file_bytes,
             used_bytes: space.used_bytes,
             free_bytes: space.free_bytes,
@@ -239,8 +246,8 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         ]);
         if crashed {
             t.add_row(vec![
-                "",
-                "not paused or completed: a process runs it now, or it crashed (running the job again resumes it)",
+                String::new(),
+                running_note(writer_alive, jobs_in_store),
             ]);
         }
         if s.completed_with_dead_letters() {
@@ -295,4 +302,16 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     }
     out.finish()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a `running` lifecycle means, given whether a process holds the store for writing.
+fn running_note(writer_alive: Option<bool>, jobs: usize) -> String {
+    match writer_alive {
+        Some(true) if jobs > 1 => {
+            "a process holds the store for writing now (it runs this job or another of the store)".into()
+        }
+        Some(true) => "a process holds the store for writing now: the job is being run".into(),
+        Some(false) => "not being run: no process holds the store, so its last run crashed or ended without pausing it (running the job again resumes it)".into(),
+        None => "not paused or completed: a process runs it now, or it crashed (running the job again resumes it)".into(),
+    }
 }

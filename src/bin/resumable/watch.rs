@@ -55,6 +55,8 @@ struct TickJson<'a> {
     time_ms: u64,
     /// The store was held by a writer that refuses live readers; `jobs` is empty.
     writer_busy: bool,
+    /// Whether a process holds the store for writing (`None`: cannot tell).
+    writer_alive: Option<bool>,
     /// Busy intervals in a row so far (0 when this reading succeeded).
     busy_intervals: u32,
     jobs: Vec<JobTick>,
@@ -161,8 +163,8 @@ fn watch(w: &Watch<'_>) -> anyhow::Result<ExitCode> {
     loop {
         let at = Instant::now();
         let time_ms = now_ms();
-        let (jobs, writer_busy) = match read(w.target) {
-            Ok(statuses) => {
+        let (jobs, writer_busy, writer_alive) = match read(w.target) {
+            Ok((statuses, writer_alive)) => {
                 busy = 0;
                 busy_since = None;
                 let ticks = statuses
@@ -182,7 +184,7 @@ fn watch(w: &Watch<'_>) -> anyhow::Result<ExitCode> {
                         )
                     })
                     .collect();
-                (ticks, false)
+                (ticks, false, writer_alive)
             }
             Err(e) if locked(&e) => {
                 busy += 1;
@@ -193,7 +195,7 @@ fn watch(w: &Watch<'_>) -> anyhow::Result<ExitCode> {
                         output::duration(at.saturating_duration_since(since))
                     )));
                 }
-                (Vec::new(), true)
+                (Vec::new(), true, Some(true))
             }
             Err(e) => return Err(e),
         };
@@ -202,6 +204,7 @@ fn watch(w: &Watch<'_>) -> anyhow::Result<ExitCode> {
             store: &store_name,
             time_ms,
             writer_busy,
+            writer_alive,
             busy_intervals: busy,
             jobs,
             ended,
@@ -248,14 +251,16 @@ fn watch(w: &Watch<'_>) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// One reading: opens the store read-only, reads the statuses, drops the handle.
-fn read(target: &JobArgs) -> anyhow::Result<Vec<Seen>> {
+/// One reading: opens the store read-only, reads the statuses and whether a process
+/// holds the store for writing, drops the handle.
+fn read(target: &JobArgs) -> anyhow::Result<(Vec<Seen>, Option<bool>)> {
     let store = crate::open::read(target.store(), target.recover())?;
     let names = target.named_or_all(&store)?;
-    Ok(names
+    let seen = names
         .iter()
         .map(|n| store.status(n).map(Seen::from))
-        .collect::<resumable::Result<_>>()?)
+        .collect::<resumable::Result<_>>()?;
+    Ok((seen, store.writer_alive()))
 }
 
 /// Whether a reading failed because a writer holds the store and refuses live readers.
@@ -359,7 +364,12 @@ fn render(t: &TickJson<'_>, interval: Duration) -> Vec<String> {
             count(j.commits),
             count(j.dead_letters)
         ));
-        if let Some(quiet) = stalled(j, interval) {
+        if j.lifecycle == JobState::Running.as_str() && t.writer_alive == Some(false) {
+            lines.push(
+                "    not being run: no process holds the store (its last run crashed or ended without pausing it); running it again resumes it"
+                    .to_owned(),
+            );
+        } else if let Some(quiet) = stalled(j, interval) {
             lines.push(format!(
                 "    no commit for {}: if no process runs the job, it crashed; running it again resumes it",
                 output::duration(quiet)
@@ -435,6 +445,28 @@ mod tests {
         assert_eq!(stalled(&quiet, Duration::from_secs(10)), None);
         let recent = tick(&s, Instant::now(), 5_000, &[]);
         assert_eq!(stalled(&recent, Duration::from_secs(2)), None);
+    }
+
+    #[test]
+    fn a_running_job_nobody_holds_is_said_to_be_not_being_run() {
+        let s = status(1, 1, JobState::Running);
+        let says = |writer_alive| {
+            let reading = TickJson {
+                store: "s.redb",
+                time_ms: 0,
+                writer_busy: false,
+                writer_alive,
+                busy_intervals: 0,
+                jobs: vec![tick(&s, Instant::now(), 0, &[])],
+                ended: false,
+            };
+            render(&reading, Duration::from_secs(2))
+                .join("\n")
+                .contains("not being run: no process holds the store")
+        };
+        assert!(says(Some(false)));
+        assert!(!says(Some(true)));
+        assert!(!says(None), "cannot tell: no claim either way");
     }
 
     #[test]
