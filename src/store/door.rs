@@ -51,10 +51,7 @@ pub(crate) const KNOCK_STALE: Duration = Duration::from_mins(1);
 
 /// The knock file of the store at `store`: `.NAME.readers` beside it.
 pub(crate) fn knock_path(store: &Path) -> PathBuf {
-    let name = store
-        .file_name()
-        .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
-    store.with_file_name(format!(".{name}.readers"))
+    super::sidecar(store, "readers")
 }
 
 /// Knocks: creates the knock file (owner-only), or brings an existing regular one up to

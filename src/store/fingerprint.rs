@@ -129,10 +129,7 @@ impl Record {
 
 /// The sidecar of the store at `store`: `DIR/.NAME.checked`.
 pub(crate) fn sidecar_path(store: &Path) -> PathBuf {
-    let name = store
-        .file_name()
-        .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
-    store.with_file_name(format!(".{name}.checked"))
+    super::sidecar(store, "checked")
 }
 
 fn probe_path(store: &Path) -> PathBuf {

@@ -78,6 +78,16 @@ pub(crate) use {
     segment::{Segment, build as build_segment},
 };
 
+/// The file `DIR/.NAME.SUFFIX` beside the store at `store` (`DIR/NAME`): where each of its
+/// sidecars lives (the open-check fingerprint, the knock, the writer lock, the failed-sync
+/// marker).
+pub(crate) fn sidecar(store: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let name = store
+        .file_name()
+        .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
+    store.with_file_name(format!(".{name}.{suffix}"))
+}
+
 /// How often the commit path brings done ranges and the id index up to date, by default.
 pub(crate) const DEFAULT_PROGRESS_EVERY_COMMITS: u64 =
     progress_mark::ProgressMark::DEFAULT_EVERY_COMMITS;

@@ -58,10 +58,7 @@ impl Marker {
 
     /// The sidecar file's path.
     fn sidecar(store: &Path) -> PathBuf {
-        let name = store
-            .file_name()
-            .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
-        store.with_file_name(format!(".{name}.sync-failed"))
+        super::sidecar(store, "sync-failed")
     }
 
     /// What the marker says, if a sync of this store failed and nobody recovered it since.

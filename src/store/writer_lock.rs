@@ -27,10 +27,7 @@ pub(crate) const TAKE_WAIT: Duration = Duration::from_millis(50);
 
 /// The writer lock file of the store at `store`: `.NAME.writer` beside it.
 pub(crate) fn lock_path(store: &Path) -> PathBuf {
-    let name = store
-        .file_name()
-        .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
-    store.with_file_name(format!(".{name}.writer"))
+    super::sidecar(store, "writer")
 }
 
 /// Opens the lock file without following a symlink; creates it (owner-only) if `create`.
