@@ -115,7 +115,9 @@ impl GroupBuilder {
         encode: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), String>,
     ) -> Result<usize> {
         self.begin(seq)?;
-        let start = self.buf.len();
+        // Drop whatever an encode that panicked half-way left after the last record.
+        let start = self.records_end();
+        self.buf.truncate(start);
         self.buf.resize(start + RECORD_HEADER, 0);
         let sealed = encode(&mut self.buf)
             .map_err(|e| format!("cannot encode output: {e}"))
@@ -135,6 +137,13 @@ impl GroupBuilder {
         }
         self.outputs.push((id, start, self.buf.len()));
         Ok(self.buf.len() - start - RECORD_HEADER)
+    }
+
+    /// Where the last complete record ends in `buf` (the head room, before any).
+    fn records_end(&self) -> usize {
+        self.outputs
+            .last()
+            .map_or(self.head_room, |&(_, _, end)| end)
     }
 
     /// Adds a dead letter to the group of commit `seq`.
@@ -181,6 +190,8 @@ impl GroupBuilder {
     /// possibly on the hasher thread), so the entry written here is a placeholder of the
     /// same encoded length (the hash is 32 bytes either way). The builder is left empty.
     pub(crate) fn seal(&mut self, prev_hash: ChainHash, code_version: &str) -> Result<SealedGroup> {
+        let end = self.records_end();
+        self.buf.truncate(end);
         if !self.ascending {
             self.put_in_order();
         }
@@ -360,6 +371,35 @@ mod tests {
         assert_eq!(b.len(), 1);
         let sealed = b.seal(ChainHash::ZERO, "").expect("seals");
         assert_eq!(sealed.entry.outputs, vec![(1, 2)]);
+    }
+
+    /// A user's `Serialize` that panics half-way (a caller that catches the panic and goes
+    /// on with the same job) leaves no stray bytes in the segment.
+    #[test]
+    fn an_encode_that_panics_leaves_no_bytes_behind() {
+        let mut b = GroupBuilder::default();
+        let panics = |b: &mut GroupBuilder, id| {
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                b.output(5, id, |buf| {
+                    buf.extend_from_slice(b"half an output");
+                    panic!("the user's Serialize panicked")
+                })
+            }));
+            assert!(panicked.is_err());
+        };
+        b.output(5, 1, encode("one")).expect("adds");
+        panics(&mut b, 2);
+        b.output(5, 3, encode("three"))
+            .expect("adds after the panic");
+        // Right before sealing, too.
+        panics(&mut b, 4);
+        let sealed = b.seal(ChainHash::ZERO, "").expect("seals");
+        let parsed = Segment::parse(5, sealed.segment()).expect("parses");
+        assert_eq!(parsed.entry.outputs, vec![(1, 2), (3, 4)]);
+        let mut records = parsed.records();
+        assert_eq!(records.next().expect("one").expect("checked").id, 1);
+        assert_eq!(records.next().expect("three").expect("checked").id, 3);
+        assert!(records.next().is_none(), "nothing after the last record");
     }
 
     #[test]
